@@ -1,0 +1,83 @@
+"""Face geometry: letterboxing for the detector, mapping back, selection, sorting, alignment.
+
+Detections travel as float32 rows ``[x1, y1, x2, y2, score, lx0, ly0, ..., lx4, ly4]`` (15 values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import cv2
+import numpy as np
+from insightface.utils import face_align
+
+DETECTION_WIDTH = 15
+
+
+class DetectSortType(IntEnum):
+    AREA = 0  # largest box first (default)
+    CONFIDENCE = 1  # highest detector score first
+    LEFT_TO_RIGHT = 2  # by left edge, then top edge
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """An image resized (aspect kept) into the top-left of a square canvas, as insightface does."""
+
+    canvas: np.ndarray  # (size, size, 3) uint8
+    scale: float  # canvas pixels per image pixel
+
+
+def letterbox(image: np.ndarray, size: int) -> Letterbox:
+    """The same resize and padding as insightface's ``SCRFD`` (so boxes match it exactly)."""
+    height, width = image.shape[:2]
+    if height / width > 1.0:
+        new_height = size
+        new_width = int(new_height / (height / width))
+    else:
+        new_width = size
+        new_height = int(new_width * (height / width))
+    new_width, new_height = max(new_width, 1), max(new_height, 1)
+    canvas = np.zeros((size, size, 3), dtype=np.uint8)
+    canvas[:new_height, :new_width] = cv2.resize(image, (new_width, new_height))
+    return Letterbox(canvas=canvas, scale=new_height / height)
+
+
+def to_image_coordinates(detections: np.ndarray, scale: float) -> np.ndarray:
+    """Detections from canvas pixels back to image pixels (the score column is kept)."""
+    out = detections.astype(np.float32, copy=True)
+    out[:, :4] /= scale
+    out[:, 5:] /= scale
+    return out
+
+
+def box_areas(detections: np.ndarray) -> np.ndarray:
+    return (detections[:, 2] - detections[:, 0]) * (detections[:, 3] - detections[:, 1])
+
+
+def order_faces(detections: np.ndarray, sort_type: DetectSortType) -> np.ndarray:
+    """Indices of ``detections`` in the requested order (stable, so ties keep detector order)."""
+    if sort_type == DetectSortType.AREA:
+        return np.argsort(-box_areas(detections), kind="stable")
+    if sort_type == DetectSortType.CONFIDENCE:
+        return np.argsort(-detections[:, 4], kind="stable")
+    return np.lexsort((detections[:, 1], detections[:, 0]))
+
+
+def select_faces(detections: np.ndarray, sort_type: DetectSortType, max_results: int) -> np.ndarray:
+    """The first ``max_results`` detections in the requested order."""
+    return detections[order_faces(detections, sort_type)[:max_results]]
+
+
+def landmarks_of(detections: np.ndarray) -> np.ndarray:
+    """(N, 5, 2) landmarks: left eye, right eye, nose, left and right mouth corner (as seen)."""
+    return detections[:, 5:].reshape(-1, 5, 2)
+
+
+def align_faces(image: np.ndarray, detections: np.ndarray, crop_size: int) -> np.ndarray:
+    """(N, crop, crop, 3) uint8 crops aligned on the 5 landmarks by insightface's norm_crop."""
+    crops = np.empty((len(detections), crop_size, crop_size, 3), dtype=np.uint8)
+    for i, landmarks in enumerate(landmarks_of(detections)):
+        crops[i] = face_align.norm_crop(image, landmark=landmarks, image_size=crop_size)
+    return crops

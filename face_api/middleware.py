@@ -1,0 +1,287 @@
+"""Pure-ASGI middlewares that hold the public error contract in front of BentoML's native APIs.
+
+Order (outermost first, as ``service.py`` adds them): the body limit (413), the API key (401),
+multipart upload fields (422), then BentoML's own error bodies rewritten to FastAPI's shapes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+API_PREFIX = "/v1/"
+
+
+def _is_api_post(scope: Scope) -> bool:
+    return (
+        scope["type"] == "http"
+        and scope["method"] == "POST"
+        and scope["path"].startswith(API_PREFIX)
+    )
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _replay(body: bytes) -> Receive:
+    """A ``receive`` that hands over an already read body once, then waits for disconnect."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+class BodyLimitMiddleware:
+    """413 for a POST body over ``max_bytes``, by Content-Length or while reading a chunked body.
+
+    The body is read here once (bounded) and replayed, so nothing downstream can be made to
+    buffer more than the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _is_api_post(scope):
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(b"".join(chunks)), send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {"detail": f"request body is over the limit of {self.max_bytes} bytes"},
+            status_code=413,
+            headers={"connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+class ApiKeyMiddleware:
+    """401 for a POST under /v1/ without a configured ``x-api-key``; GETs need no key.
+
+    Every configured key is compared with ``hmac.compare_digest`` and no early exit, so the time
+    taken does not depend on which key, or how much of one, matched.
+    """
+
+    def __init__(self, app: ASGIApp, keys: Iterable[str], enabled: bool = True) -> None:
+        self.app = app
+        self.enabled = enabled
+        self.keys = tuple(k.encode("utf-8") for k in keys)
+        if enabled and not self.keys:
+            raise RuntimeError(
+                "no API key configured: set FACE_API_KEYS (comma-separated) or FACE_API_KEYS_FILE "
+                "(one key a line), or switch key checks off explicitly with FACE_API_AUTH=off"
+            )
+
+    def _valid(self, presented: bytes) -> bool:
+        matched = False
+        for key in self.keys:
+            matched |= hmac.compare_digest(presented, key)
+        return matched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.enabled and _is_api_post(scope):
+            presented = _header(scope, b"x-api-key")
+            if presented is None or not presented.strip():
+                message = "missing x-api-key header"
+            elif not self._valid(presented):
+                message = "invalid API key"
+            else:
+                message = None
+            if message is not None:
+                await JSONResponse({"detail": message}, status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class UploadFieldsMiddleware:
+    """422 when a multipart file field holds text instead of a file.
+
+    BentoML would treat such a value as a URL and download it; a face API must never fetch
+    URLs on a client's behalf. Also turns Starlette's multipart errors into 422.
+    """
+
+    def __init__(self, app: ASGIApp, file_fields: dict[str, tuple[str, ...]]) -> None:
+        self.app = app
+        self.file_fields = file_fields  # path -> names of its file fields
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fields = self.file_fields.get(scope.get("path", "")) if _is_api_post(scope) else None
+        if not fields:
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        errors = await self._check(scope, body, fields)
+        if errors:
+            await JSONResponse({"detail": errors}, status_code=422)(scope, receive, send)
+            return
+        await self.app(scope, _replay(body), send)
+
+    @staticmethod
+    async def _check(scope: Scope, body: bytes, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        content_type = (_header(scope, b"content-type") or b"").decode("latin-1").lower()
+        if not content_type.startswith("multipart/form-data"):
+            return [
+                {
+                    "type": "value_error.content_type",
+                    "loc": ["body"],
+                    "msg": "expected a multipart/form-data body with the image as a file part",
+                }
+            ]
+        request = Request(scope, _replay(body))
+        try:
+            form = await request.form()
+        except (MultiPartException, ValueError, KeyError) as exc:
+            return [{"type": "value_error.multipart", "loc": ["body"], "msg": str(exc)}]
+        try:
+            errors = []
+            for name in fields:
+                values = form.getlist(name)
+                if not values:
+                    errors.append(
+                        {"type": "missing", "loc": ["body", name], "msg": "Field required"}
+                    )
+                elif not all(isinstance(v, UploadFile) for v in values):
+                    errors.append(
+                        {
+                            "type": "value_error.upload",
+                            "loc": ["body", name],
+                            "msg": f"Expected a file upload in {name!r}, received text (URLs are "
+                            "never fetched)",
+                        }
+                    )
+            return errors
+        finally:
+            await form.close()
+
+
+class ErrorShapeMiddleware:
+    """BentoML's error bodies rewritten to FastAPI's: 400 validation -> 422 ``{"detail": [...]}``
+    with ``loc`` starting at ``"body"``; other ``{"error": msg}`` bodies -> ``{"detail": msg}``;
+    plain-text 404/405 -> JSON.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                if message["status"] < 400:
+                    start = None
+                    await send(message)
+                    return
+                start = message
+                return
+            if start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                status, body = rewrite_error(start["status"], b"".join(chunks))
+                headers = [
+                    (k, v)
+                    for k, v in start.get("headers", [])
+                    if k.lower() not in (b"content-length", b"content-type")
+                ]
+                headers += [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, capture)
+
+
+def rewrite_error(status: int, body: bytes) -> tuple[int, bytes]:
+    """One BentoML error response as (status, body) in the contract's shapes."""
+    try:
+        payload: Any = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and "detail" in payload and "error" not in payload:
+        return status, body  # already in the contract's shape (ours)
+    if status == 400 and isinstance(payload, dict) and isinstance(payload.get("detail"), list):
+        return 422, json.dumps({"detail": [_fastapi_item(i) for i in payload["detail"]]}).encode()
+    if isinstance(payload, list) and payload and isinstance(payload[0], dict):
+        payload = payload[0]  # BentoML sometimes wraps the error body in a list
+    if isinstance(payload, dict) and "error" in payload:
+        message = str(payload["error"])
+    elif payload is None:
+        message = body.decode("utf-8", "replace").strip() or "error"
+    else:
+        message = str(payload)
+    if status == 400:
+        item = {"type": "value_error", "loc": ["body"], "msg": message}
+        return 422, json.dumps({"detail": [item]}).encode()
+    return status, json.dumps({"detail": message}).encode()
+
+
+def _fastapi_item(item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        return {"type": "value_error", "loc": ["body"], "msg": str(item)}
+    loc = list(item.get("loc") or [])
+    kind = str(item.get("type", "value_error"))
+    message = str(item.get("msg", "invalid value"))
+    if kind == "json_invalid":
+        loc, message = [0], "JSON decode error"
+    if not loc or loc[0] != "body":
+        loc = ["body", *loc]
+    return {"type": kind, "loc": loc, "msg": message}

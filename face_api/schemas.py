@@ -1,0 +1,134 @@
+"""Request and response bodies, key for key as ``shared/api-reference.md`` shows them.
+
+Python names are snake_case; the wire names (``maxResults``, ``boundingBox``, but also the
+reference's own snake_case ``face_detect``) are aliases, used both for reading and writing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_RESULTS_LIMIT = 1000
+DetectSortTypeValue = Literal[0, 1, 2]
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(
+        populate_by_name=True, serialize_by_alias=True, validate_by_alias=True, extra="ignore"
+    )
+
+
+# --- requests -------------------------------------------------------------------------------
+Base64Image = Field(
+    description="base64 encoded image (standard alphabet; a data: URI prefix is ok)"
+)
+
+
+class DetectReqBody(WireModel):
+    seq: int = Field(0, description="echoed back in the response")
+    max_results: int = Field(750, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT)
+    detect_sort_type: DetectSortTypeValue = Field(
+        0,
+        alias="detectSortType",
+        description="0: largest box first, 1: highest confidence first, 2: left to right",
+    )
+    image: str = Base64Image
+
+
+class FeatureReqBody(WireModel):
+    image: str = Base64Image
+
+
+class EmbeddingsReqBody(WireModel):
+    image: str = Base64Image
+
+
+class MultiFeatureReqBody(WireModel):
+    image: str = Base64Image
+    max_results: int = Field(128, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT)
+
+
+class MultiEmbeddingsReqBody(MultiFeatureReqBody):
+    pass
+
+
+class ScoreReqBody(WireModel):
+    image1: str = Base64Image
+    image2: str = Base64Image
+
+
+class FeatureScoreReqBody(WireModel):
+    feature1: str = Field(
+        description="base64 of little-endian float32 values, as /v1/feature gives"
+    )
+    feature2: str = Field(
+        description="base64 of little-endian float32 values, as /v1/feature gives"
+    )
+
+
+# --- responses ------------------------------------------------------------------------------
+class BoundingBox(WireModel):
+    left: int = 0
+    top: int = 0
+    right: int = 0
+    bottom: int = 0
+
+
+class Landmark(WireModel):
+    x: int = 0
+    y: int = 0
+
+
+class DetectResult(WireModel):
+    processed: bool = False
+    confidence: float = 0.0
+    bounding_box: BoundingBox = Field(default_factory=BoundingBox, alias="boundingBox")
+    landmarks: list[Landmark] = Field(default_factory=list)
+
+
+class DetectResponse(WireModel):
+    seq: int = 0
+    faces: list[DetectResult] = Field(default_factory=list)
+
+
+class FeatureInfoResult(WireModel):
+    feature: str = ""
+    face_detect: DetectResult = Field(default_factory=DetectResult)
+
+
+class FeatureResponse(WireModel):
+    version: str
+    feature: str = ""
+    face_detect: DetectResult = Field(default_factory=DetectResult)
+
+
+class MultiFeatureResponse(WireModel):
+    version: str
+    feature_info_list: list[FeatureInfoResult] = Field(default_factory=list)
+
+
+class EmbeddingsInfoResult(WireModel):
+    embeddings: list[float] = Field(default_factory=list)
+    face_detect: DetectResult = Field(default_factory=DetectResult)
+
+
+class EmbeddingsResponse(WireModel):
+    version: str
+    embeddings: list[float] = Field(default_factory=list)
+    face_detect: DetectResult = Field(default_factory=DetectResult)
+
+
+class MultiEmbeddingsResponse(WireModel):
+    version: str
+    embeddings_info_list: list[EmbeddingsInfoResult] = Field(default_factory=list)
+
+
+class ScoreResponse(WireModel):
+    score: float = 0.0
+    face_detects: list[DetectResult] = Field(default_factory=list)
+
+
+class FeatureScoreResponse(WireModel):
+    score: float = 0.0

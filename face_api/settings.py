@@ -1,0 +1,85 @@
+"""Every setting of the service, in one typed place.
+
+No other module reads ``os.environ``: they take a ``Settings`` (usually ``get_settings()``).
+Variable names are the contract's (``FACE_API_KEYS``, ``FACE_DEVICE``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL_PACK = "buffalo_sc_int8"
+
+
+def available_cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask), not the host's count.
+
+    Inside a container limited with ``--cpuset-cpus`` ``os.cpu_count()`` still says the host's
+    number, and ONNX Runtime would start that many threads fighting over a few cores.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACE_", extra="ignore", populate_by_name=True)
+
+    # --- auth -----------------------------------------------------------------------------
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
+    api_keys_file: Path | None = None
+    api_auth: Literal["on", "off"] = "on"
+
+    # --- model ----------------------------------------------------------------------------
+    model: str = DEFAULT_MODEL_PACK
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    det_size: int = Field(640, ge=64, le=2048, multiple_of=32)
+    det_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+
+    # --- ONNX Runtime ---------------------------------------------------------------------
+    intra_op_threads: int = Field(default_factory=available_cpu_count, ge=1)
+    cuda_device_id: int = Field(0, ge=0)
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
+
+    # --- batching -------------------------------------------------------------------------
+    embed_max_batch_size: int = Field(64, ge=1)
+    detect_max_batch_size: int = Field(8, ge=1)
+    max_latency_ms: int = Field(10_000, ge=100)
+
+    # --- limits ---------------------------------------------------------------------------
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=1)
+    max_results_cap: int = Field(1000, ge=1)
+    request_timeout_s: int = Field(60, ge=1)
+    api_workers: int = Field(1, ge=1)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    def load_api_keys(self) -> frozenset[str]:
+        """Keys from ``FACE_API_KEYS`` and, if set, ``FACE_API_KEYS_FILE`` (one a line)."""
+        keys = set(self.api_keys)
+        if self.api_keys_file is not None:
+            text = self.api_keys_file.read_text(encoding="utf-8")
+            keys.update(line.strip() for line in text.splitlines() if line.strip())
+        return frozenset(keys)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.api_auth == "on"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,175 @@
+"""The model side without BentoML: ONNX Runtime sessions of one insightface pack, and their calls.
+
+Built from insightface's own model classes (``SCRFD``, ``ArcFaceONNX`` via ``model_zoo.get_model``),
+so preprocessing, anchor decoding and NMS are insightface's, not a copy. ``runners/service.py``
+wraps this in a BentoML service; the benchmarks call it in process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from insightface.model_zoo import model_zoo
+from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+from insightface.model_zoo.scrfd import SCRFD
+
+from face_api.faces import DETECTION_WIDTH
+from face_api.features import normalize
+from face_api.settings import Settings
+
+log = logging.getLogger("face_api.runner")
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class DeviceUnavailableError(RuntimeError):
+    """``FACE_DEVICE=cuda`` asked for a GPU that ONNX Runtime cannot use."""
+
+
+class ModelPackError(RuntimeError):
+    """The pack folder lacks a detector or a recognizer insightface can route."""
+
+
+def requested_providers(settings: Settings, available: Sequence[str]) -> list[Any]:
+    """The provider list to ask ONNX Runtime for, from the device setting.
+
+    ``cpu``: CPU only. ``cuda``: CUDA first, refusing to start when ONNX Runtime has no CUDA
+    provider.
+    ``auto``: CUDA when offered, else CPU with a loud warning (never a silent fallback).
+    """
+    if settings.device == "cpu":
+        return [CPU]
+    if CUDA not in available:
+        reason = (
+            f"ONNX Runtime {ort.__version__} offers no {CUDA} (available: {', '.join(available)}); "
+            "install `onnxruntime-gpu` as the only ONNX Runtime (the project's `gpu` extra) on a "
+            "machine with an NVIDIA driver"
+        )
+        if settings.device == "cuda":
+            raise DeviceUnavailableError(f"FACE_DEVICE=cuda but {reason}.")
+        log.warning("!!! FACE_DEVICE=auto: falling back to CPU inference: %s. !!!", reason)
+        return [CPU]
+    cuda_options = {
+        "device_id": settings.cuda_device_id,
+        "cudnn_conv_algo_search": settings.cudnn_conv_algo_search,
+    }
+    return [(CUDA, cuda_options), CPU]
+
+
+def session_options(settings: Settings) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
+@dataclass
+class FaceEngine:
+    """One pack's detector and recognizer, ready to run on the configured device."""
+
+    pack_dir: Path
+    settings: Settings
+    detector: SCRFD = field(init=False)
+    recognizer: ArcFaceONNX = field(init=False)
+    detector_file: str = field(init=False)
+    recognizer_file: str = field(init=False)
+    providers: list[str] = field(init=False)
+    device: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        available = ort.get_available_providers()
+        wanted = requested_providers(self.settings, available)
+        options = session_options(self.settings)
+        models: dict[str, tuple[str, Any]] = {}
+        for onnx_file in sorted(self.pack_dir.glob("*.onnx")):
+            model = model_zoo.get_model(str(onnx_file), providers=wanted, sess_options=options)
+            if model is not None and model.taskname in ("detection", "recognition"):
+                models.setdefault(model.taskname, (onnx_file.name, model))
+        if "detection" not in models or "recognition" not in models:
+            raise ModelPackError(
+                f"model pack {self.pack_dir} needs an SCRFD detector and an ArcFace recognizer "
+                f"(.onnx files insightface can route); found {sorted(models) or 'none'}"
+            )
+        self.detector_file, self.detector = models["detection"]
+        self.recognizer_file, self.recognizer = models["recognition"]
+        size = self.settings.det_size
+        self.detector.prepare(0, input_size=(size, size), det_thresh=self.settings.det_threshold)
+        self._warm_up()
+        self.providers = self._providers_in_use()
+        self.device = "cuda" if CUDA in self.providers else "cpu"
+        if self.settings.device == "cuda" and self.device != "cuda":
+            raise DeviceUnavailableError(
+                f"FACE_DEVICE=cuda but the sessions run on {self.providers}: ONNX Runtime could "
+                "not "
+                "load CUDA or cuDNN (see its log above for the missing library)."
+            )
+        if self.settings.device == "auto" and self.device == "cpu" and CUDA in available:
+            log.warning("!!! FACE_DEVICE=auto: CUDA is offered but failed; running on CPU. !!!")
+        log.info(
+            "model pack %s: detector %s, recognizer %s, providers in use %s, %d intra-op threads",
+            self.pack_dir.name,
+            self.detector_file,
+            self.recognizer_file,
+            self.providers,
+            self.settings.intra_op_threads,
+        )
+
+    # -- properties the API side needs -------------------------------------------------------
+    @property
+    def crop_size(self) -> int:
+        return int(self.recognizer.input_size[0])
+
+    @property
+    def embedding_size(self) -> int:
+        return int(self.recognizer.output_shape[-1])
+
+    def _providers_in_use(self) -> list[str]:
+        sessions = [self.recognizer.session, *self.detector.resolution_sessions.values()]
+        in_use: list[str] = []
+        for session in sessions:
+            for provider in session.get_providers():
+                if provider not in in_use:
+                    in_use.append(provider)
+        # A provider listed after CPU only handles what CPU cannot: report the real primary first.
+        return in_use
+
+    def _warm_up(self) -> None:
+        size = self.settings.det_size
+        self.detect(np.zeros((1, size, size, 3), dtype=np.uint8))
+        self.embed(np.zeros((1, self.crop_size, self.crop_size, 3), dtype=np.uint8))
+
+    # -- inference ---------------------------------------------------------------------------
+    def detect(self, canvases: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 letterboxed BGR canvases -> (N, K, 15) float32 detections.
+
+        Rows are sorted by score and padded with zeros to the batch's largest count K (a zero
+        score marks padding). insightface's detectors take batch 1, so images run one by one.
+        """
+        size = self.settings.det_size
+        per_image = []
+        for canvas in canvases:
+            boxes, landmarks = self.detector.detect(canvas, input_size=(size, size))
+            if landmarks is None:
+                landmarks = np.zeros((len(boxes), 5, 2), dtype=np.float32)
+            per_image.append(np.hstack([boxes, landmarks.reshape(len(boxes), 10)]))
+        most = max((len(rows) for rows in per_image), default=0)
+        out = np.zeros((len(per_image), most, DETECTION_WIDTH), dtype=np.float32)
+        for i, rows in enumerate(per_image):
+            out[i, : len(rows)] = rows
+        return out
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """(N, 112, 112, 3) uint8 aligned BGR crops -> (N, D) float32 unit embeddings."""
+        if len(crops) == 0:
+            return np.zeros((0, self.embedding_size), dtype=np.float32)
+        return normalize(self.recognizer.get_feat(list(crops)))

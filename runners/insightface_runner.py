@@ -1,0 +1,88 @@
+"""The BentoML service that owns the ONNX Runtime sessions (one worker per GPU, adaptive batching).
+
+Its methods take batches of small tensors: letterboxed detector canvases and aligned crops. The
+API service (``service.py``) reaches it through ``bentoml.depends``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+from bentoml.models import BentoModel
+from bentoml.validators import DType
+
+from face_api.packs import get_pack, pack_tag
+from face_api.settings import get_settings
+from runners.engine import FaceEngine
+
+log = logging.getLogger("face_api.runner")
+settings = get_settings()
+
+
+@bentoml.service(
+    name="InsightFaceRunner",
+    workers=1,
+    traffic={"timeout": settings.request_timeout_s},
+    # bentoml 1.4.40 closes its client session every `max_requests` calls while other calls are
+    # still in flight on it (async callers then see resets); a huge value avoids the recycling.
+    runner_connection={"max_requests": 10**9, "max_age": 1e9},
+)
+class InsightFaceRunner:
+    # A class-level reference is what `bentoml build` follows to carry the pack into the Bento.
+    pack = BentoModel(pack_tag(settings.model))
+
+    def __init__(self) -> None:
+        stored = get_pack(settings.model)  # clear "how to import it" error when missing
+        self.engine = FaceEngine(Path(stored.path), settings)
+        self.pack_info: dict[str, Any] = {
+            "name": settings.model,
+            "tag": str(stored.tag),
+            **stored.info.metadata,
+        }
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=settings.detect_max_batch_size,
+        max_latency_ms=settings.max_latency_ms,
+    )
+    def detect(self, canvases: Annotated[np.ndarray, DType("uint8")]) -> np.ndarray:
+        """(N, S, S, 3) letterboxed BGR canvases -> (N, K, 15) detections, zero-padded."""
+        return self.engine.detect(canvases)
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=settings.embed_max_batch_size,
+        max_latency_ms=settings.max_latency_ms,
+    )
+    def embed(self, crops: Annotated[np.ndarray, DType("uint8")]) -> np.ndarray:
+        """(N, 112, 112, 3) aligned BGR crops -> (N, D) unit embeddings."""
+        return self.engine.embed(crops)
+
+    @bentoml.api
+    def info(self) -> dict[str, Any]:
+        """What the info endpoints report: the pack, its files and sizes, providers, device."""
+        import onnxruntime
+
+        engine = self.engine
+        return {
+            "pack": self.pack_info,
+            "detector": {
+                "file": engine.detector_file,
+                "input_size": [settings.det_size, settings.det_size],
+                "score_threshold": settings.det_threshold,
+                "nms_threshold": engine.detector.nms_thresh,
+            },
+            "recognizer": {
+                "file": engine.recognizer_file,
+                "input_size": [engine.crop_size, engine.crop_size],
+                "embedding_size": engine.embedding_size,
+            },
+            "providers": engine.providers,
+            "device": engine.device,
+            "onnxruntime": onnxruntime.__version__,
+            "intra_op_threads": settings.intra_op_threads,
+        }

@@ -1,0 +1,409 @@
+"""The HTTP face of the face API: one method per /v1 path of shared/api-reference.md.
+
+POSTs are native BentoML APIs (so ``bentoml.SyncHTTPClient`` can call them); the GETs live in a
+small FastAPI app mounted on the same service. The models run in ``InsightFaceRunner``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import bentoml
+import numpy as np
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from face_api import __version__
+from face_api.errors import RequestError
+from face_api.faces import DetectSortType
+from face_api.features import cosine, encode_feature, feature_score
+from face_api.middleware import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    ErrorShapeMiddleware,
+    UploadFieldsMiddleware,
+)
+from face_api.pipeline import FacePipeline
+from face_api.responses import detect_result, embedding_list, no_face, whole_crop
+from face_api.schemas import (
+    MAX_RESULTS_LIMIT,
+    DetectReqBody,
+    DetectResponse,
+    DetectSortTypeValue,
+    EmbeddingsInfoResult,
+    EmbeddingsReqBody,
+    EmbeddingsResponse,
+    FeatureInfoResult,
+    FeatureReqBody,
+    FeatureResponse,
+    FeatureScoreReqBody,
+    FeatureScoreResponse,
+    MultiEmbeddingsReqBody,
+    MultiEmbeddingsResponse,
+    MultiFeatureReqBody,
+    MultiFeatureResponse,
+    ScoreReqBody,
+    ScoreResponse,
+)
+from face_api.settings import get_settings
+from runners.insightface_runner import InsightFaceRunner
+
+log = logging.getLogger("face_api")
+settings = get_settings()
+T = TypeVar("T")
+
+info_app = FastAPI(title="face-api info", version=__version__)
+MaxResults = Annotated[int, Field(ge=1, le=MAX_RESULTS_LIMIT)]
+
+
+class RunnerBackend:
+    """The runner's batchable methods as the pipeline's ``InferenceBackend``."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+
+    async def detect(self, canvases: np.ndarray) -> np.ndarray:
+        return await self.runner.to_async.detect(canvases)
+
+    async def embed(self, crops: np.ndarray) -> np.ndarray:
+        return await self.runner.to_async.embed(crops)
+
+
+@bentoml.service(
+    name="FaceAPI",
+    workers=settings.api_workers,
+    traffic={"timeout": settings.request_timeout_s},
+)
+@bentoml.asgi_app(info_app, path="/v1")
+class FaceAPI:
+    runner = bentoml.depends(InsightFaceRunner)
+
+    def __init__(self) -> None:
+        self._info: dict[str, Any] | None = None
+        self._pipeline: FacePipeline | None = None
+
+    # -- plumbing ----------------------------------------------------------------------------
+    async def model_info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = await self.runner.to_async.info()
+        return self._info
+
+    async def pipeline(self) -> FacePipeline:
+        if self._pipeline is None:
+            info = await self.model_info()
+            self._pipeline = FacePipeline(
+                backend=RunnerBackend(self.runner),
+                det_size=info["detector"]["input_size"][0],
+                crop_size=info["recognizer"]["input_size"][0],
+                max_pixels=settings.max_pixels,
+                embed_chunk=settings.embed_max_batch_size,
+            )
+        return self._pipeline
+
+    @staticmethod
+    async def answer(work: Awaitable[T]) -> T | JSONResponse:
+        """The handler's result, or the contract's error response for what went wrong."""
+        try:
+            return await work
+        except RequestError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        except (TimeoutError, bentoml.exceptions.BentoMLException, OSError) as exc:
+            log.warning("inference backend failed: %s", type(exc).__name__)
+            return JSONResponse(
+                {"detail": f"inference backend unavailable ({type(exc).__name__}); retry later"},
+                status_code=503,
+            )
+
+    # -- shared request logic ----------------------------------------------------------------
+    async def _detect(
+        self, image: np.ndarray, seq: int, sort_type: int, max_results: int
+    ) -> DetectResponse:
+        pipe = await self.pipeline()
+        faces = await pipe.find_faces(image, DetectSortType(sort_type), max_results)
+        return DetectResponse(seq=seq, faces=[detect_result(f, image.shape) for f in faces])
+
+    async def _faces_with_embeddings(
+        self, image: np.ndarray, max_results: int
+    ) -> list[tuple[Any, np.ndarray]]:
+        pipe = await self.pipeline()
+        faces = await pipe.find_faces(image, DetectSortType.AREA, max_results)
+        embeddings = await pipe.embed_faces(image, faces)
+        return [(detect_result(f, image.shape), e) for f, e in zip(faces, embeddings, strict=True)]
+
+    async def _feature(self, image: np.ndarray) -> FeatureResponse:
+        found = await self._faces_with_embeddings(image, 1)
+        if not found:
+            return FeatureResponse(version=__version__, feature="", face_detect=no_face())
+        face, embedding = found[0]
+        return FeatureResponse(
+            version=__version__, feature=encode_feature(embedding), face_detect=face
+        )
+
+    async def _embeddings(self, image: np.ndarray) -> EmbeddingsResponse:
+        found = await self._faces_with_embeddings(image, 1)
+        if not found:
+            return EmbeddingsResponse(version=__version__, embeddings=[], face_detect=no_face())
+        face, embedding = found[0]
+        return EmbeddingsResponse(
+            version=__version__, embeddings=embedding_list(embedding), face_detect=face
+        )
+
+    async def _multi_feature(self, image: np.ndarray, max_results: int) -> MultiFeatureResponse:
+        found = await self._faces_with_embeddings(image, max_results)
+        return MultiFeatureResponse(
+            version=__version__,
+            feature_info_list=[
+                FeatureInfoResult(feature=encode_feature(e), face_detect=f) for f, e in found
+            ],
+        )
+
+    async def _multi_embeddings(
+        self, image: np.ndarray, max_results: int
+    ) -> MultiEmbeddingsResponse:
+        found = await self._faces_with_embeddings(image, max_results)
+        return MultiEmbeddingsResponse(
+            version=__version__,
+            embeddings_info_list=[
+                EmbeddingsInfoResult(embeddings=embedding_list(e), face_detect=f) for f, e in found
+            ],
+        )
+
+    async def _crop_embedding(self, crop: np.ndarray, field: str) -> np.ndarray:
+        pipe = await self.pipeline()
+        return (await pipe.embed(pipe.check_crop(crop, field)[np.newaxis]))[0]
+
+    async def _feature_only(self, crop: np.ndarray) -> FeatureResponse:
+        embedding = await self._crop_embedding(crop, "image")
+        return FeatureResponse(
+            version=__version__,
+            feature=encode_feature(embedding),
+            face_detect=whole_crop(crop.shape),
+        )
+
+    async def _embeddings_only(self, crop: np.ndarray) -> EmbeddingsResponse:
+        embedding = await self._crop_embedding(crop, "image")
+        return EmbeddingsResponse(
+            version=__version__,
+            embeddings=embedding_list(embedding),
+            face_detect=whole_crop(crop.shape),
+        )
+
+    async def _score(self, image1: np.ndarray, image2: np.ndarray) -> ScoreResponse:
+        pipe = await self.pipeline()
+        faces1, faces2 = await asyncio.gather(
+            pipe.find_faces(image1, DetectSortType.AREA, 1),
+            pipe.find_faces(image2, DetectSortType.AREA, 1),
+        )
+        detects = [
+            detect_result(faces[0], image.shape) if len(faces) else no_face()
+            for faces, image in ((faces1, image1), (faces2, image2))
+        ]
+        if not len(faces1) or not len(faces2):
+            return ScoreResponse(score=0.0, face_detects=detects)
+        # Both faces go to the recognizer in one batch.
+        from face_api.faces import align_faces
+
+        crops = np.concatenate(
+            [
+                align_faces(image1, faces1, pipe.crop_size),
+                align_faces(image2, faces2, pipe.crop_size),
+            ]
+        )
+        embeddings = await pipe.embed(crops)
+        return ScoreResponse(score=cosine(embeddings[0], embeddings[1]), face_detects=detects)
+
+    async def _b64(self, text: str, field: str = "image") -> np.ndarray:
+        return (await self.pipeline()).image_from_base64(text, field)
+
+    async def _file(self, path: Path, field: str = "image") -> np.ndarray:
+        return (await self.pipeline()).image_from_bytes(path.read_bytes(), field)
+
+    # -- JSON endpoints ----------------------------------------------------------------------
+    @bentoml.api(route="/v1/detect")
+    async def detect(self, body: DetectReqBody, /) -> DetectResponse:
+        async def work() -> DetectResponse:
+            image = await self._b64(body.image)
+            return await self._detect(image, body.seq, body.detect_sort_type, body.max_results)
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/feature")
+    async def feature(self, body: FeatureReqBody, /) -> FeatureResponse:
+        async def work() -> FeatureResponse:
+            return await self._feature(await self._b64(body.image))
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/feature-only")
+    async def feature_only(self, body: FeatureReqBody, /) -> FeatureResponse:
+        async def work() -> FeatureResponse:
+            return await self._feature_only(await self._b64(body.image))
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/multi-feature")
+    async def multi_feature(self, body: MultiFeatureReqBody, /) -> MultiFeatureResponse:
+        async def work() -> MultiFeatureResponse:
+            return await self._multi_feature(await self._b64(body.image), body.max_results)
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/embeddings")
+    async def embeddings(self, body: EmbeddingsReqBody, /) -> EmbeddingsResponse:
+        async def work() -> EmbeddingsResponse:
+            return await self._embeddings(await self._b64(body.image))
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/embeddings-only")
+    async def embeddings_only(self, body: EmbeddingsReqBody, /) -> EmbeddingsResponse:
+        async def work() -> EmbeddingsResponse:
+            return await self._embeddings_only(await self._b64(body.image))
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/multi-embeddings")
+    async def multi_embeddings(self, body: MultiEmbeddingsReqBody, /) -> MultiEmbeddingsResponse:
+        async def work() -> MultiEmbeddingsResponse:
+            return await self._multi_embeddings(await self._b64(body.image), body.max_results)
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/score")
+    async def score(self, body: ScoreReqBody, /) -> ScoreResponse:
+        async def work() -> ScoreResponse:
+            image1 = await self._b64(body.image1, "image1")
+            image2 = await self._b64(body.image2, "image2")
+            return await self._score(image1, image2)
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/feature-score")
+    async def feature_score(self, body: FeatureScoreReqBody, /) -> FeatureScoreResponse:
+        async def work() -> FeatureScoreResponse:
+            return FeatureScoreResponse(score=feature_score(body.feature1, body.feature2))
+
+        return await self.answer(work())
+
+    # -- multipart twins ---------------------------------------------------------------------
+    @bentoml.api(route="/v1/file/detect")
+    async def file_detect(
+        self,
+        image: Path,
+        seq: int = 0,
+        maxResults: MaxResults = 750,  # noqa: N803 - the wire name
+        detectSortType: DetectSortTypeValue = 0,  # noqa: N803
+    ) -> DetectResponse:
+        async def work() -> DetectResponse:
+            return await self._detect(await self._file(image), seq, detectSortType, maxResults)
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/file/feature")
+    async def file_feature(self, image: Path) -> FeatureResponse:
+        async def work() -> FeatureResponse:
+            return await self._feature(await self._file(image))
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/file/feature-only")
+    async def file_feature_only(self, image: Path) -> FeatureResponse:
+        async def work() -> FeatureResponse:
+            return await self._feature_only(await self._file(image))
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/file/embeddings")
+    async def file_embeddings(self, image: Path) -> EmbeddingsResponse:
+        async def work() -> EmbeddingsResponse:
+            return await self._embeddings(await self._file(image))
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/file/embeddings-only")
+    async def file_embeddings_only(self, image: Path) -> EmbeddingsResponse:
+        async def work() -> EmbeddingsResponse:
+            return await self._embeddings_only(await self._file(image))
+
+        return await self.answer(work())
+
+    @bentoml.api(route="/v1/file/score")
+    async def file_score(self, image1: Path, image2: Path) -> ScoreResponse:
+        async def work() -> ScoreResponse:
+            first = await self._file(image1, "image1")
+            second = await self._file(image2, "image2")
+            return await self._score(first, second)
+
+        return await self.answer(work())
+
+    # -- GET endpoints (FastAPI, mounted at /v1) ---------------------------------------------
+    @info_app.get("/health")
+    async def health(self) -> JSONResponse:
+        try:
+            await self.model_info()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, 503)
+        return JSONResponse({"status": "ok"})
+
+    @info_app.get("/info/server")
+    async def server_info(self) -> dict[str, Any]:
+        import insightface
+
+        info = await self.model_info()
+        return {
+            "name": "face-api",
+            "version": __version__,
+            "bentoml": bentoml.__version__,
+            "insightface": insightface.__version__,
+            "onnxruntime": info["onnxruntime"],
+            "providers": info["providers"],
+            "device": info["device"],
+        }
+
+    @info_app.get("/info/model")
+    async def model_names(self) -> dict[str, Any]:
+        info = await self.model_info()
+        return {"model_name": info["pack"]["name"], "models": [info["pack"]["name"]]}
+
+    @info_app.get("/info/model/{model_name}")
+    async def model_detail(self, model_name: str) -> Any:
+        info = await self.model_info()
+        pack = info["pack"]
+        if model_name != pack["name"]:
+            return JSONResponse(
+                {"detail": f"model {model_name!r} is not loaded; loaded: [{pack['name']!r}]"}, 404
+            )
+        return {
+            "model_name": pack["name"],
+            "tag": pack["tag"],
+            "files": [{"name": n, "sha256": h} for n, h in pack["files"].items()],
+            "detector": info["detector"],
+            "recognizer": info["recognizer"],
+            "providers": info["providers"],
+            "device": info["device"],
+            "match_threshold": pack["match_threshold"],
+            "match_threshold_measured": pack["match_threshold_measured"],
+        }
+
+
+FILE_FIELDS = {
+    "/v1/file/detect": ("image",),
+    "/v1/file/feature": ("image",),
+    "/v1/file/feature-only": ("image",),
+    "/v1/file/embeddings": ("image",),
+    "/v1/file/embeddings-only": ("image",),
+    "/v1/file/score": ("image1", "image2"),
+}
+
+# Outermost first: the key is checked before any body is read, then the body limit, ...
+FaceAPI.add_asgi_middleware(
+    ApiKeyMiddleware, keys=settings.load_api_keys(), enabled=settings.auth_enabled
+)
+FaceAPI.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+FaceAPI.add_asgi_middleware(UploadFieldsMiddleware, file_fields=FILE_FIELDS)
+FaceAPI.add_asgi_middleware(ErrorShapeMiddleware)
