@@ -51,6 +51,7 @@ from face_api.schemas import (
     ScoreResponse,
 )
 from face_api.settings import get_settings
+from face_api.startup import refuse_to_start
 from runners.insightface_runner import InsightFaceRunner
 
 log = logging.getLogger("face_api")
@@ -84,6 +85,11 @@ class FaceAPI:
     runner = bentoml.depends(InsightFaceRunner)
 
     def __init__(self) -> None:
+        if settings.auth_enabled and not settings.load_api_keys():
+            refuse_to_start(
+                "no API key configured: set FACE_API_KEYS (comma-separated) or FACE_API_KEYS_FILE "
+                "(one key a line), or switch key checks off explicitly with FACE_API_AUTH=off"
+            )
         self._info: dict[str, Any] | None = None
         self._pipeline: FacePipeline | None = None
 

@@ -17,10 +17,13 @@ from bentoml.validators import DType
 
 from face_api.packs import get_pack, pack_tag
 from face_api.settings import get_settings
-from runners.engine import FaceEngine
+from face_api.startup import refuse_to_start
+from runners.engine import DeviceUnavailableError, FaceEngine, ModelPackError
 
 log = logging.getLogger("face_api.runner")
 settings = get_settings()
+# Fail at import, before BentoML looks the model up, with a message that says how to import it.
+get_pack(settings.model)
 
 
 @bentoml.service(
@@ -36,8 +39,11 @@ class InsightFaceRunner:
     pack = BentoModel(pack_tag(settings.model))
 
     def __init__(self) -> None:
-        stored = get_pack(settings.model)  # clear "how to import it" error when missing
-        self.engine = FaceEngine(Path(stored.path), settings)
+        stored = get_pack(settings.model)
+        try:
+            self.engine = FaceEngine(Path(stored.path), settings)
+        except (DeviceUnavailableError, ModelPackError) as exc:
+            refuse_to_start(str(exc))
         self.pack_info: dict[str, Any] = {
             "name": settings.model,
             "tag": str(stored.tag),

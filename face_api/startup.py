@@ -1,0 +1,37 @@
+"""Refusing to start: a configuration error in a worker stops the whole server, loudly.
+
+BentoML restarts a worker whose constructor raises, forever; a service that cannot serve
+(no API key, no CUDA when CUDA was required) must instead exit, so that the operator sees the
+cause and a supervisor does not report a live-but-useless server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import NoReturn
+
+log = logging.getLogger("face_api")
+
+
+class StartupError(RuntimeError):
+    """A setting or the environment makes serving impossible."""
+
+
+def refuse_to_start(message: str) -> NoReturn:
+    log.critical("refusing to start: %s", message)
+    print(f"face-api refusing to start: {message}", file=sys.stderr, flush=True)
+    # The worker's parent is the `bentoml serve` process (its circus arbiter): stop it too.
+    if _parent_is_bentoml():
+        os.kill(os.getppid(), signal.SIGTERM)
+    raise StartupError(message)
+
+
+def _parent_is_bentoml() -> bool:
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as cmdline:
+            return b"bentoml" in cmdline.read()
+    except OSError:
+        return False

@@ -1,0 +1,66 @@
+"""Session fixtures: a private BentoML home with the default pack imported, and a real server."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before anything imports bentoml: a throwaway home, and no telemetry.
+os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="face-api-bentoml-"))
+os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+
+import base64  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.paths import DEFAULT_PACK, DEFAULT_PACK_DIR  # noqa: E402
+from tests.server import API_KEY, RunningServer, start_server  # noqa: E402
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _import_default_pack() -> None:
+    from face_api.packs import PackNotInStoreError, get_pack, import_pack
+
+    try:
+        get_pack(DEFAULT_PACK)
+    except PackNotInStoreError:
+        import_pack(str(DEFAULT_PACK_DIR), DEFAULT_PACK)
+
+
+# Importing `service` (even in unit tests) needs the configured pack in the store.
+_import_default_pack()
+
+
+@pytest.fixture(scope="session")
+def imported_pack() -> str:
+    return DEFAULT_PACK
+
+
+@pytest.fixture(scope="session")
+def server(imported_pack: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A real `bentoml serve service:FaceAPI` on a free port, with real models."""
+    log_dir = tmp_path_factory.mktemp("server")
+    with start_server(log_dir / "serve.log", {"FACE_API_KEYS": f"{API_KEY},second-key"}) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def api(server: RunningServer):
+    import httpx
+
+    with httpx.Client(base_url=server.url, headers={"x-api-key": API_KEY}, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def bento_client(server: RunningServer):
+    import bentoml
+
+    with bentoml.SyncHTTPClient(server.url, server_ready_timeout=30, timeout=120) as client:
+        client.client.headers.update({"x-api-key": API_KEY})
+        yield client

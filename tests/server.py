@@ -1,0 +1,114 @@
+"""Starting and stopping a real `bentoml serve` for the end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.paths import ROOT
+
+API_KEY = "test-key-0123456789"
+
+
+@dataclass
+class RunningServer:
+    url: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(
+    log_path: Path, env: dict[str, str], target: str = "service:FaceAPI", cwd: Path = ROOT
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    full_env = {**os.environ, "FACE_DEVICE": "auto", **env}
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=cwd,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def wait_healthy(
+    process: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"server exited ({process.returncode}):\n{log_path.read_text()[-4000:]}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/v1/health", timeout=5).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"server not healthy in {timeout}s:\n{log_path.read_text()[-4000:]}")
+
+
+@contextlib.contextmanager
+def start_server(log_path: Path, env: dict[str, str], **kwargs) -> Iterator[RunningServer]:
+    process, url = launch(log_path, env, **kwargs)
+    try:
+        wait_healthy(process, url, log_path)
+        yield RunningServer(url=url, log_path=log_path, process=process)
+    finally:
+        stop(process)
+
+
+def run_until_exit(log_path: Path, env: dict[str, str], timeout: float = 90) -> tuple[int, str]:
+    """Start a server expected to refuse to start; return its exit code and log."""
+    process, url = launch(log_path, env)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(process)
+        return -1, log_path.read_text(errors="replace")
+    finally:
+        stop(process)
+    return process.returncode, log_path.read_text(errors="replace")

@@ -1,0 +1,103 @@
+"""Face geometry: letterbox mapping, selection and sorting, response shaping, alignment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from face_api.faces import (
+    DETECTION_WIDTH,
+    DetectSortType,
+    align_faces,
+    letterbox,
+    select_faces,
+    to_image_coordinates,
+)
+from face_api.responses import detect_result, no_face, whole_crop
+
+
+def face(x1, y1, x2, y2, score) -> np.ndarray:
+    row = np.zeros(DETECTION_WIDTH, np.float32)
+    row[:5] = x1, y1, x2, y2, score
+    # landmarks spread inside the box: eyes, nose, mouth corners
+    w, h = x2 - x1, y2 - y1
+    points = [(0.3, 0.4), (0.7, 0.4), (0.5, 0.6), (0.35, 0.8), (0.65, 0.8)]
+    row[5:] = np.array([(x1 + fx * w, y1 + fy * h) for fx, fy in points]).ravel()
+    return row
+
+
+FACES = np.stack(
+    [
+        face(100, 50, 140, 90, 0.9),  # area 1600
+        face(10, 60, 70, 120, 0.6),  # area 3600
+        face(10, 10, 30, 30, 0.95),  # area 400, same left as the one above but higher
+        face(300, 5, 330, 35, 0.7),  # area 900
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("sort_type", "expected"),
+    [
+        (DetectSortType.AREA, [1, 0, 3, 2]),
+        (DetectSortType.CONFIDENCE, [2, 0, 3, 1]),
+        (DetectSortType.LEFT_TO_RIGHT, [2, 1, 0, 3]),
+    ],
+)
+def test_sort_orders(sort_type, expected):
+    chosen = select_faces(FACES, sort_type, 10)
+    np.testing.assert_array_equal(chosen, FACES[expected])
+
+
+def test_max_results_keeps_the_first_in_order():
+    chosen = select_faces(FACES, DetectSortType.CONFIDENCE, 2)
+    np.testing.assert_allclose(chosen[:, 4], [0.95, 0.9], rtol=1e-6)
+
+
+def test_letterbox_matches_insightface_scaling_and_maps_back():
+    image = np.zeros((480, 1280, 3), np.uint8)
+    boxed = letterbox(image, 640)
+    assert boxed.canvas.shape == (640, 640, 3)
+    assert boxed.scale == pytest.approx(0.5)
+    canvas_face = face(50, 60, 70, 90, 0.8)[np.newaxis]
+    mapped = to_image_coordinates(canvas_face, boxed.scale)
+    np.testing.assert_allclose(mapped[0, :4], [100, 120, 140, 180])
+    assert mapped[0, 4] == pytest.approx(0.8)
+    np.testing.assert_allclose(mapped[0, 5:], canvas_face[0, 5:] * 2)
+
+
+def test_detect_result_is_clipped_integer_pixels_in_landmark_order():
+    result = detect_result(face(-5.4, 10.6, 50.5, 130.2, 0.77), (100, 40, 3))
+    box = result.bounding_box
+    assert (box.left, box.top, box.right, box.bottom) == (0, 11, 40, 100)
+    assert result.processed and result.confidence == pytest.approx(0.77)
+    assert len(result.landmarks) == 5
+    left_eye, right_eye = result.landmarks[0], result.landmarks[1]
+    assert left_eye.x < right_eye.x  # as seen in the image
+
+
+def test_no_face_and_whole_crop_shapes():
+    empty = no_face().model_dump()
+    assert empty == {
+        "processed": False,
+        "confidence": 0.0,
+        "boundingBox": {"left": 0, "top": 0, "right": 0, "bottom": 0},
+        "landmarks": [],
+    }
+    crop = whole_crop((112, 112, 3)).model_dump()
+    assert crop["boundingBox"] == {"left": 0, "top": 0, "right": 112, "bottom": 112}
+    assert crop["processed"] is False and crop["landmarks"] == []
+
+
+def test_alignment_maps_landmarks_to_the_arcface_template():
+    from insightface.utils.face_align import arcface_dst
+
+    image = np.zeros((300, 300, 3), np.uint8)
+    row = np.zeros(DETECTION_WIDTH, np.float32)
+    row[5:] = (arcface_dst * 2 + 20).ravel()  # the template, scaled 2x and shifted
+    for x, y in (arcface_dst * 2 + 20).astype(int):
+        image[y - 1 : y + 2, x - 1 : x + 2] = 255
+    crops = align_faces(image, row[np.newaxis], 112)
+    assert crops.shape == (1, 112, 112, 3) and crops.dtype == np.uint8
+    for x, y in arcface_dst.astype(int):
+        assert crops[0, y, x].max() > 100

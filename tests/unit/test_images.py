@@ -1,0 +1,88 @@
+"""Image decoding: base64 tolerance, formats, conversions, limits."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from face_api.errors import RequestError
+from face_api.images import decode_base64, decode_image
+from tests.paths import IDENTITIES
+
+PHOTO = IDENTITIES[0].read_bytes()
+LIMIT = 40_000_000
+
+
+def encode(array: np.ndarray, ext: str) -> bytes:
+    ok, data = cv2.imencode(ext, array)
+    assert ok
+    return data.tobytes()
+
+
+def test_base64_tolerates_whitespace_line_breaks_and_data_uri():
+    text = base64.b64encode(PHOTO).decode()
+    wrapped = "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
+    assert decode_base64(f"  data:image/jpeg;base64,{wrapped}\r\n", "image") == PHOTO
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["@@@not base64", base64.urlsafe_b64encode(b"\xfb\xff\xfe" * 10).decode(), "aGVsbG8"],
+    ids=["garbage", "url-safe", "missing-padding"],
+)
+def test_base64_rejects_non_standard(text):
+    with pytest.raises(RequestError) as err:
+        decode_base64(text, "image1")
+    assert err.value.field == "image1" and err.value.status == 422
+
+
+def test_empty_base64_is_422():
+    with pytest.raises(RequestError, match="empty"):
+        decode_base64("  ", "image")
+
+
+def test_jpeg_decodes_to_bgr_uint8():
+    image = decode_image(PHOTO, "image", LIMIT)
+    assert image.shape == (480, 640, 3) and image.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"hello world", PHOTO[: len(PHOTO) // 3]], ids=["zero-bytes", "text", "truncated"]
+)
+def test_not_an_image_is_422_naming_the_field(data):
+    with pytest.raises(RequestError) as err:
+        decode_image(data, "image2", LIMIT)
+    assert err.value.field == "image2"
+
+
+def test_grayscale_alpha_and_16_bit_become_8_bit_bgr():
+    gray = np.full((20, 30), 200, np.uint8)
+    rgba = np.full((20, 30, 4), 100, np.uint8)
+    deep = np.full((20, 30, 3), 60000, np.uint16)
+    for array, ext in ((gray, ".png"), (rgba, ".png"), (deep, ".png"), (gray, ".jpg")):
+        image = decode_image(encode(array, ext), "image", LIMIT)
+        assert image.shape == (20, 30, 3) and image.dtype == np.uint8
+    assert decode_image(encode(deep, ".png"), "image", LIMIT).max() == 60000 >> 8
+
+
+def test_pixel_limit_is_checked_from_the_header():
+    big = Image.new("L", (4000, 3000))
+    buffer = io.BytesIO()
+    big.save(buffer, format="PNG")
+    with pytest.raises(RequestError, match="over the limit"):
+        decode_image(buffer.getvalue(), "image", 10_000_000)
+
+
+def test_exif_orientation_is_applied():
+    # A landscape photo saved with "rotate 90 CW to display": the decoded image is portrait.
+    source = Image.open(io.BytesIO(PHOTO))
+    exif = source.getexif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    source.save(buffer, format="JPEG", exif=exif)
+    assert decode_image(buffer.getvalue(), "image", LIMIT).shape[:2] == (640, 480)
