@@ -52,7 +52,7 @@ def test_t1_has_six_faces_each_box_holding_its_landmarks(api, t1_b64):
 
 def test_sort_orders_and_max_results(api, t1_b64):
     by_area = detect(api, t1_b64)["faces"]
-    areas = [(r - l) * (b - t) for l, t, r, b in map(box_of, by_area)]
+    areas = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in map(box_of, by_area)]
     assert areas == sorted(areas, reverse=True)
 
     by_confidence = detect(api, t1_b64, detectSortType=1)["faces"]
