@@ -52,6 +52,18 @@ def to_image_coordinates(detections: np.ndarray, scale: float) -> np.ndarray:
     return out
 
 
+def clip_boxes(detections: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+    """Boxes clipped to the image, so that sorting by area uses the box the client sees.
+
+    Landmarks are left as detected: alignment needs them even where they leave the image.
+    """
+    height, width = image_shape[:2]
+    out = detections.copy()
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, width)
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, height)
+    return out
+
+
 def box_areas(detections: np.ndarray) -> np.ndarray:
     return (detections[:, 2] - detections[:, 0]) * (detections[:, 3] - detections[:, 1])
 

@@ -18,6 +18,7 @@ from face_api.errors import RequestError
 from face_api.faces import (
     DetectSortType,
     align_faces,
+    clip_boxes,
     letterbox,
     select_faces,
     to_image_coordinates,
@@ -61,7 +62,8 @@ class FacePipeline:
         """Every face found, (N, 15) in image pixels, in the detector's order."""
         boxed = letterbox(image, self.det_size)
         padded = (await self.backend.detect(boxed.canvas[np.newaxis]))[0]
-        return to_image_coordinates(padded[padded[:, 4] > 0], boxed.scale)
+        faces = to_image_coordinates(padded[padded[:, 4] > 0], boxed.scale)
+        return clip_boxes(faces, image.shape)
 
     async def find_faces(
         self, image: np.ndarray, sort_type: DetectSortType, max_results: int

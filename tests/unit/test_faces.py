@@ -66,6 +66,15 @@ def test_letterbox_matches_insightface_scaling_and_maps_back():
     np.testing.assert_allclose(mapped[0, 5:], canvas_face[0, 5:] * 2)
 
 
+def test_clipped_boxes_keep_landmarks():
+    from face_api.faces import clip_boxes
+
+    row = face(-20, -10, 50, 60, 0.9)
+    clipped = clip_boxes(row[np.newaxis], (40, 45, 3))[0]
+    np.testing.assert_allclose(clipped[:4], [0, 0, 45, 40])
+    np.testing.assert_array_equal(clipped[5:], row[5:])
+
+
 def test_detect_result_is_clipped_integer_pixels_in_landmark_order():
     result = detect_result(face(-5.4, 10.6, 50.5, 130.2, 0.77), (100, 40, 3))
     box = result.bounding_box
