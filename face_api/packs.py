@@ -63,6 +63,11 @@ def fetch_pack(name: str, root: Path) -> Path:
     """Download a pack by name with insightface's own downloader (its model-zoo release)."""
     from insightface.utils import storage
 
+    from face_api.settings import Settings
+
+    mirror = Settings().pack_download_url
+    if mirror:
+        storage.MODEL_ZOO_RELEASE_DOWNLOAD_URL = mirror.rstrip("/") + "/"
     return Path(storage.download("models", name, root=str(root)))
 
 

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     # --- model ----------------------------------------------------------------------------
     model: str = DEFAULT_MODEL_PACK
+    # Where `python -m face_api.packs import NAME` fetches NAME.zip (a mirror of insightface's
+    # model-zoo release); unset: insightface's own release URL.
+    pack_download_url: str | None = None
     device: Literal["auto", "cuda", "cpu"] = "auto"
     det_size: int = Field(640, ge=64, le=2048, multiple_of=32)
     det_threshold: float = Field(0.5, gt=0.0, lt=1.0)

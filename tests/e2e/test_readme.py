@@ -1,0 +1,75 @@
+"""The README's commands and examples, run as written against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.paths import ROOT
+from tests.server import API_KEY
+
+pytestmark = pytest.mark.e2e
+README = (ROOT / "README.md").read_text()
+README_URL = "http://127.0.0.1:3000"
+
+
+def blocks(language: str, text: str = README) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def examples_section() -> str:
+    return README.split("## Examples", 1)[1].split("\n## ", 1)[0]
+
+
+def json_objects(text: str) -> list[dict]:
+    """The JSON objects curl printed back to back (its output has no newlines)."""
+    decoder, out, at = json.JSONDecoder(), [], 0
+    while (at := text.find("{", at)) != -1:
+        obj, at = decoder.raw_decode(text, at)
+        out.append(obj)
+    return out
+
+
+def test_first_two_shell_blocks_are_serve_and_test():
+    first, second = blocks("bash")[:2]
+    assert first.strip() == "./scripts/serve.sh"
+    assert second.strip() == "./scripts/test.sh"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "./scripts/test.sh" in ci
+
+
+def test_curl_examples_run_and_answer(server):
+    script = "set -euo pipefail\n" + "\n".join(blocks("bash", examples_section()))
+    script = script.replace(README_URL, server.url)
+    env = {**os.environ, "FACE_API_KEYS": f"{API_KEY},other"}
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    answers = json_objects(result.stdout)
+    keys = [set(a) for a in answers]
+    assert {"seq", "faces"} in keys
+    assert {"version", "feature", "face_detect"} in keys
+    assert {"version", "embeddings", "face_detect"} in keys
+    assert {"version", "embeddings_info_list"} in keys
+    assert {"score", "face_detects"} in keys
+    assert {"score"} in keys
+    assert {"status": "ok"} in answers
+    scores = [a["score"] for a in answers if "score" in a]
+    assert all(s > 0.375 for s in scores)  # both example photos are the same person
+
+
+def test_python_client_example_runs(server):
+    (code,) = blocks("python", examples_section())
+    code = code.replace(README_URL, server.url)
+    env = {**os.environ, "FACE_API_KEYS": API_KEY}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r"^1 face\(s\); same-person score 0\.\d+$", result.stdout.strip(), re.M)

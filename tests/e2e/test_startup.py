@@ -1,0 +1,59 @@
+"""Start-up: refusing to start with a message naming the cause, device fallback, auth off."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import b64
+from tests.paths import IDENTITIES
+from tests.server import run_until_exit, start_server
+
+pytestmark = pytest.mark.e2e
+
+
+def test_no_api_key_refuses_to_start(tmp_path, imported_pack):
+    code, log = run_until_exit(tmp_path / "serve.log", {"FACE_API_KEYS": "", "FACE_API_AUTH": "on"})
+    assert code != -1, "server kept running without any API key"
+    assert "no API key configured" in log and "FACE_API_AUTH=off" in log
+
+
+def test_cuda_required_without_cuda_refuses_to_start(tmp_path, imported_pack):
+    code, log = run_until_exit(
+        tmp_path / "serve.log", {"FACE_API_KEYS": "k", "FACE_DEVICE": "cuda"}
+    )
+    assert code != -1, "server kept running on CPU although CUDA was required"
+    assert "FACE_DEVICE=cuda" in log and "CUDAExecutionProvider" in log
+
+
+def test_missing_pack_refuses_to_start_and_says_how_to_import(tmp_path, imported_pack):
+    code, log = run_until_exit(
+        tmp_path / "serve.log", {"FACE_API_KEYS": "k", "FACE_MODEL": "not_imported"}
+    )
+    assert code not in (0, -1)
+    assert "not_imported" in log and "python -m face_api.packs import" in log
+
+
+def test_auto_falls_back_to_cpu_loudly(server):
+    assert "FACE_DEVICE=auto: falling back to CPU" in server.log()
+
+
+def test_auth_off_serves_without_key_and_keys_stay_out_of_logs(tmp_path, imported_pack):
+    with start_server(tmp_path / "off.log", {"FACE_API_AUTH": "off", "FACE_API_KEYS": ""}) as srv:
+        response = httpx.post(
+            f"{srv.url}/v1/feature", json={"image": b64(IDENTITIES[0])}, timeout=60
+        )
+        assert response.status_code == 200 and response.json()["feature"]
+
+    secret = "never-log-this-key-7f3a9"
+    with start_server(tmp_path / "keys.log", {"FACE_API_KEYS": secret}) as srv:
+        for key in (secret, "wrong-" + secret, secret[:10]):
+            httpx.post(
+                f"{srv.url}/v1/detect",
+                headers={"x-api-key": key},
+                json={"image": b64(IDENTITIES[0])},
+                timeout=60,
+            )
+        log = srv.log()
+    assert "POST" in log or "/v1/detect" in log
+    assert secret not in log and secret[:10] not in log

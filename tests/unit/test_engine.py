@@ -1,0 +1,91 @@
+"""The model engine in process: device choice, providers, batching, thread settings."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from face_api.settings import Settings
+from runners.engine import (
+    CPU,
+    CUDA,
+    DeviceUnavailableError,
+    FaceEngine,
+    ModelPackError,
+    requested_providers,
+    session_options,
+)
+from tests.paths import DEFAULT_PACK_DIR
+
+
+def test_cpu_device_asks_for_cpu_only():
+    assert requested_providers(Settings(device="cpu"), [CUDA, CPU]) == [CPU]
+
+
+def test_cuda_device_without_cuda_refuses_naming_the_cause():
+    with pytest.raises(DeviceUnavailableError, match="CUDAExecutionProvider.*onnxruntime-gpu"):
+        requested_providers(Settings(device="cuda"), [CPU])
+
+
+def test_auto_without_cuda_falls_back_loudly(caplog):
+    with caplog.at_level(logging.WARNING, logger="face_api.runner"):
+        assert requested_providers(Settings(device="auto"), [CPU]) == [CPU]
+    assert "falling back to CPU" in caplog.text
+
+
+def test_cuda_provider_gets_the_settings_options():
+    settings = Settings(device="auto", cuda_device_id=1, cudnn_conv_algo_search="EXHAUSTIVE")
+    assert requested_providers(settings, [CUDA, CPU]) == [
+        (CUDA, {"device_id": 1, "cudnn_conv_algo_search": "EXHAUSTIVE"}),
+        CPU,
+    ]
+
+
+def test_session_threads_follow_the_setting():
+    assert session_options(Settings(intra_op_threads=3)).intra_op_num_threads == 3
+
+
+@pytest.fixture(scope="module")
+def engine() -> FaceEngine:
+    return FaceEngine(DEFAULT_PACK_DIR, Settings(device="cpu", intra_op_threads=2))
+
+
+def test_engine_reports_cpu_and_sizes(engine):
+    assert engine.providers == [CPU] and engine.device == "cpu"
+    assert engine.crop_size == 112 and engine.embedding_size == 512
+    assert engine.detector_file == "det_500m.onnx"
+    # The detector runs at one fixed input size: one static-shape session, (640, 640).
+    assert engine.detector.resolution_session_input_sizes == ((640, 640),)
+
+
+def test_detect_pads_a_batch_to_its_largest_count(engine):
+    import insightface
+
+    from face_api.faces import letterbox
+
+    t1 = letterbox(insightface.data.get_image("t1"), 640).canvas
+    blank = np.zeros_like(t1)
+    out = engine.detect(np.stack([blank, t1, blank]))
+    assert out.shape == (3, 6, 15)
+    assert not out[0].any() and not out[2].any()
+    assert (out[1, :, 4] > 0.5).all()
+
+
+def test_embeddings_are_unit_and_batch_invariant(engine):
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 255, (5, 112, 112, 3), dtype=np.uint8)
+    batch = engine.embed(crops)
+    assert batch.shape == (5, 512)
+    np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(engine.embed(crops[2:3])[0], batch[2], atol=1e-5)
+    assert engine.embed(crops[:0]).shape == (0, 512)
+
+
+def test_a_folder_without_a_recognizer_is_refused(tmp_path):
+    import shutil
+
+    shutil.copy(DEFAULT_PACK_DIR / "det_500m.onnx", tmp_path)
+    with pytest.raises(ModelPackError, match="recognizer"):
+        FaceEngine(tmp_path, Settings(device="cpu"))

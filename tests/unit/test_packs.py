@@ -1,0 +1,70 @@
+"""Model packs in the store: import from a folder, from a download, and the missing-pack error."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import shutil
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from face_api.packs import PackNotInStoreError, get_pack, import_pack, main, sha256_of
+from tests.paths import MODELS
+
+
+def test_imported_pack_records_every_file_sha256():
+    model = import_pack(str(MODELS / "buffalo_m_int8"), "pack_test_m")
+    files = model.info.metadata["files"]
+    assert files == {p.name: sha256_of(p) for p in (MODELS / "buffalo_m_int8").glob("*.onnx")}
+    assert files["det_2.5g.onnx"].startswith("041f73f4")
+    assert model.info.metadata["detector"] == "det_2.5g.onnx"
+    assert model.info.metadata["embedding_size"] == 512
+    for name, digest in files.items():
+        assert sha256_of(Path(model.path_of(name))) == digest
+    assert str(get_pack("pack_test_m").tag) == str(model.tag)
+
+
+def test_missing_pack_says_how_to_import_it():
+    with pytest.raises(PackNotInStoreError, match="python -m face_api.packs import"):
+        get_pack("never_imported_pack")
+
+
+def test_folder_without_models_is_refused(tmp_path):
+    (tmp_path / "readme.txt").write_text("no models here")
+    with pytest.raises(SystemExit, match="no .onnx files"):
+        import_pack(str(tmp_path), "empty_pack")
+
+
+@contextlib.contextmanager
+def serve_folder(folder):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+
+
+def test_pack_by_name_is_fetched_with_insightfaces_downloader(tmp_path, monkeypatch, capsys):
+    """A model-zoo style zip (files in a subfolder, like antelopev2) from a local mirror."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    with zipfile.ZipFile(mirror / "mini_pack.zip", "w") as archive:
+        for onnx in (MODELS / "buffalo_sc_int8").glob("*.onnx"):
+            archive.write(onnx, f"mini_pack/{onnx.name}")
+    monkeypatch.chdir(tmp_path)  # the fetch must not depend on a folder named like the pack
+    with serve_folder(mirror) as url:
+        monkeypatch.setenv("FACE_PACK_DOWNLOAD_URL", url)
+        assert main(["import", "mini_pack"]) == 0
+    assert "imported mini_pack:" in capsys.readouterr().out
+    files = get_pack("mini_pack").info.metadata["files"]
+    assert files["det_500m.onnx"].startswith("5e4447f5")
+    assert main(["import", "mini_pack", "--if-missing"]) == 0
+    assert "already in the store" in capsys.readouterr().out
+    shutil.rmtree(mirror)
