@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import aiohttp
 import bentoml
 import numpy as np
 from fastapi import FastAPI
@@ -63,16 +64,32 @@ MaxResults = Annotated[int, Field(ge=1, le=MAX_RESULTS_LIMIT)]
 
 
 class RunnerBackend:
-    """The runner's batchable methods as the pipeline's ``InferenceBackend``."""
+    """The runner's batchable methods as the pipeline's ``InferenceBackend``.
+
+    A pooled keep-alive connection can be closed by the runner's server just as a request is
+    written to it (its idle timeout); inference is idempotent, so such a call is sent again.
+    """
+
+    RETRIES = 2
 
     def __init__(self, runner: Any) -> None:
         self.runner = runner
 
+    async def _call(self, method: str, array: np.ndarray) -> np.ndarray:
+        for attempt in range(self.RETRIES + 1):
+            try:
+                return await getattr(self.runner.to_async, method)(array)
+            except aiohttp.ClientConnectionError:
+                if attempt == self.RETRIES:
+                    raise
+                log.info("runner connection dropped during %s; retrying", method)
+        raise AssertionError("unreachable")
+
     async def detect(self, canvases: np.ndarray) -> np.ndarray:
-        return await self.runner.to_async.detect(canvases)
+        return await self._call("detect", canvases)
 
     async def embed(self, crops: np.ndarray) -> np.ndarray:
-        return await self.runner.to_async.embed(crops)
+        return await self._call("embed", crops)
 
 
 @bentoml.service(
