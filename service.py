@@ -52,7 +52,7 @@ from face_api.schemas import (
     ScoreResponse,
 )
 from face_api.settings import get_settings
-from face_api.startup import refuse_to_start
+from face_api.startup import enable_service_logging, refuse_to_start
 from runners.insightface_runner import InsightFaceRunner
 
 log = logging.getLogger("face_api")
@@ -102,6 +102,7 @@ class FaceAPI:
     runner = bentoml.depends(InsightFaceRunner)
 
     def __init__(self) -> None:
+        enable_service_logging()
         if settings.auth_enabled and not settings.load_api_keys():
             refuse_to_start(
                 "no API key configured: set FACE_API_KEYS (comma-separated) or FACE_API_KEYS_FILE "

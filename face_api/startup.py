@@ -16,6 +16,17 @@ from typing import NoReturn
 log = logging.getLogger("face_api")
 
 
+def enable_service_logging() -> None:
+    """Let this project's INFO lines through BentoML's server logging (root is at WARNING).
+
+    BentoML's dictConfig may also have disabled loggers created before it ran.
+    """
+    for name in ("face_api", "face_api.runner"):
+        logger = logging.getLogger(name)
+        logger.disabled = False
+    logging.getLogger("face_api").setLevel(logging.INFO)
+
+
 class StartupError(RuntimeError):
     """A setting or the environment makes serving impossible."""
 

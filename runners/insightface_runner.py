@@ -17,7 +17,7 @@ from bentoml.validators import DType
 
 from face_api.packs import get_pack, pack_tag
 from face_api.settings import get_settings
-from face_api.startup import refuse_to_start
+from face_api.startup import enable_service_logging, refuse_to_start
 from runners.engine import DeviceUnavailableError, FaceEngine, ModelPackError
 
 log = logging.getLogger("face_api.runner")
@@ -39,6 +39,7 @@ class InsightFaceRunner:
     pack = BentoModel(pack_tag(settings.model))
 
     def __init__(self) -> None:
+        enable_service_logging()
         stored = get_pack(settings.model)
         try:
             self.engine = FaceEngine(Path(stored.path), settings)

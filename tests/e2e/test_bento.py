@@ -1,0 +1,158 @@
+"""The Bento artifact, checked without a Docker daemon: packages, image, models, serving."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import subprocess
+import tarfile
+
+import httpx
+import pytest
+import yaml
+
+from face_api.packs import sha256_of
+from tests.conftest import b64
+from tests.paths import DEFAULT_PACK, DEFAULT_PACK_DIR, IDENTITIES, ROOT
+from tests.server import start_server
+
+pytestmark = pytest.mark.e2e
+UV = str(ROOT / ".venv/bin/uv")
+BENTOFILE = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
+
+
+def requirement_names(text: str) -> set[str]:
+    names = set()
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            names.add(re.split(r"[\s=<>!~;\[]", line, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`scripts/build-bento.sh` into a fresh BentoML home, from the bundled pack."""
+    home = tmp_path_factory.mktemp("bentoml-home")
+    env = {**os.environ, "BENTOML_HOME": str(home), "FACE_MODEL": DEFAULT_PACK}
+    result = subprocess.run(
+        ["./scripts/build-bento.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    tag = re.search(r'Successfully built Bento\(tag="([^"]+)"\)', result.stdout).group(1)
+    name, version = tag.split(":")
+    return {"tag": tag, "home": home, "env": env, "path": home / "bentos" / name / version}
+
+
+def test_project_env_has_exactly_one_onnxruntime_and_one_opencv():
+    installed = {d.metadata["Name"].lower() for d in importlib.metadata.distributions()}
+    runtimes = installed & {"onnxruntime", "onnxruntime-gpu"}
+    opencvs = installed & {"opencv-python", "opencv-python-headless", "opencv-contrib-python"}
+    assert len(runtimes) == 1, runtimes
+    assert opencvs == {"opencv-python-headless"}
+
+
+def test_committed_requirements_match_the_lock(tmp_path):
+    out = tmp_path / "gpu.txt"
+    env = {**os.environ, "PATH": f"{ROOT / '.venv/bin'}:{os.environ['PATH']}"}
+    subprocess.run(
+        [str(ROOT / "scripts/export-requirements.sh"), str(out)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    assert out.read_text() == (ROOT / "requirements/gpu.txt").read_text(), (
+        "requirements/gpu.txt is stale: run scripts/export-requirements.sh"
+    )
+
+
+def test_requirements_name_onnxruntime_gpu_only(built):
+    names = requirement_names((built["path"] / "env/python/requirements.txt").read_text())
+    assert "onnxruntime-gpu" in names and "opencv-python-headless" in names
+    assert "onnxruntime" not in names and "opencv-python" not in names
+    assert {"insightface", "bentoml", "nvidia-cudnn-cu13", "nvidia-cuda-runtime"} <= names
+    for line in (built["path"] / "env/python/requirements.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            assert "==" in line, f"unpinned: {line}"
+
+
+def test_image_install_drops_insightfaces_cpu_runtime_and_gui_opencv(built, tmp_path):
+    """Resolve the image's own install command (dry run): uv reads src/pyproject's overrides."""
+    dockerfile = (built["path"] / "env/docker/Dockerfile").read_text()
+    assert "uv --directory $INSTALL_ROOT pip install -r" in dockerfile
+    assert (built["path"] / "src/pyproject.toml").is_file()
+    subprocess.run([UV, "venv", "-q", str(tmp_path / "venv")], check=True)
+    result = subprocess.run(
+        [
+            UV,
+            "--directory",
+            "src",
+            "pip",
+            "install",
+            "--dry-run",
+            "-r",
+            str(built["path"] / "env/python/requirements.txt"),
+        ],
+        cwd=built["path"],
+        env={**os.environ, "VIRTUAL_ENV": str(tmp_path / "venv")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    would_install = set(re.findall(r"^ \+ ([\w.-]+)==", result.stderr, flags=re.M))
+    assert {"onnxruntime-gpu", "opencv-python-headless", "insightface"} <= would_install
+    assert not would_install & {"onnxruntime", "opencv-python"}
+
+
+def test_dockerfile_uses_the_declared_base_image(built):
+    dockerfile = (built["path"] / "env/docker/Dockerfile").read_text()
+    assert re.search(rf"^FROM {re.escape(BENTOFILE['docker']['base_image'])}\b", dockerfile, re.M)
+    envs = {
+        e["name"]: e["value"]
+        for e in yaml.safe_load((built["path"] / "bento.yaml").read_text())["envs"]
+    }
+    assert envs["NVIDIA_VISIBLE_DEVICES"] == "all" and envs["FACE_DEVICE"] == "cuda"
+    assert envs["FACE_MODEL"] == DEFAULT_PACK
+
+
+def test_bento_carries_source_but_no_tests_or_benchmarks(built):
+    src = built["path"] / "src"
+    files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
+    assert {"service.py", "runners/insightface_runner.py", "face_api/pipeline.py"} <= files
+    assert not [f for f in files if f.startswith(("tests/", "benchmarks/")) or "__pycache__" in f]
+
+
+def test_export_holds_the_pack_files_with_their_sha256(built, tmp_path):
+    archive = tmp_path / "face-api.bento"
+    subprocess.run(
+        [str(ROOT / ".venv/bin/bentoml"), "export", built["tag"], str(archive)],
+        env=built["env"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    found = {p.name: sha256_of(p) for p in (tmp_path / "x" / "models").rglob("*.onnx")}
+    assert found == {p.name: sha256_of(p) for p in DEFAULT_PACK_DIR.glob("*.onnx")}
+
+
+def test_serving_the_built_bento_answers_health_and_detect(built, tmp_path):
+    env = {**built["env"], "FACE_API_KEYS": "bento-key", "FACE_DEVICE": "auto"}
+    with start_server(tmp_path / "bento.log", env, target=built["tag"], cwd=tmp_path) as srv:
+        assert httpx.get(f"{srv.url}/v1/health").json() == {"status": "ok"}
+        response = httpx.post(
+            f"{srv.url}/v1/detect",
+            headers={"x-api-key": "bento-key"},
+            json={"image": b64(IDENTITIES[0])},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        assert len(response.json()["faces"]) == 1
+        info = httpx.get(f"{srv.url}/v1/info/model/{DEFAULT_PACK}").json()
+        assert {f["name"] for f in info["files"]} == {
+            p.name for p in DEFAULT_PACK_DIR.glob("*.onnx")
+        }
