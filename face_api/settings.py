@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     # --- ONNX Runtime ---------------------------------------------------------------------
     intra_op_threads: int = Field(default_factory=available_cpu_count, ge=1)
     cuda_device_id: int = Field(0, ge=0)
-    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
+    # Every input shape is run once at start-up, so the exhaustive search is paid there only.
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
 
     # --- batching -------------------------------------------------------------------------
     embed_max_batch_size: int = Field(64, ge=1)

@@ -43,6 +43,22 @@ def test_cuda_provider_gets_the_settings_options():
     ]
 
 
+def test_batch_buckets_are_powers_of_two_up_to_the_largest():
+    from runners.engine import batch_buckets, bucket_for
+
+    assert batch_buckets(64) == [1, 2, 4, 8, 16, 32, 64]
+    assert batch_buckets(48) == [1, 2, 4, 8, 16, 32, 48]
+    assert [bucket_for(n, 64) for n in (1, 3, 9, 33, 64)] == [1, 4, 16, 64, 64]
+
+
+def test_padded_batches_give_the_same_embeddings(engine, monkeypatch):
+    rng = np.random.default_rng(1)
+    crops = rng.integers(0, 255, (5, 112, 112, 3), dtype=np.uint8)
+    plain = engine.embed(crops)
+    monkeypatch.setattr(type(engine), "_pads_batches", property(lambda self: True))
+    np.testing.assert_allclose(engine.embed(crops), plain, atol=1e-5)
+
+
 def test_session_threads_follow_the_setting():
     assert session_options(Settings(intra_op_threads=3)).intra_op_num_threads == 3
 
