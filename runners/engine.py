@@ -73,8 +73,12 @@ def bucket_for(n: int, largest: int) -> int:
     return next(size for size in batch_buckets(largest) if size >= n)
 
 
-def session_options(settings: Settings) -> ort.SessionOptions:
+def session_options(settings: Settings, cuda: bool = False) -> ort.SessionOptions:
     options = ort.SessionOptions()
+    if cuda:
+        # The CUDA provider barely uses CPU threads; idle threads spinning after each run would
+        # only take cores from the API workers' decoding and alignment.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -89,6 +93,7 @@ class FaceEngine:
 
     pack_dir: Path
     settings: Settings
+    pack_name: str = ""  # the pack's name in the model store (the folder is a version id)
     detector: SCRFD = field(init=False)
     recognizer: ArcFaceONNX = field(init=False)
     detector_file: str = field(init=False)
@@ -97,9 +102,10 @@ class FaceEngine:
     device: str = field(init=False)
 
     def __post_init__(self) -> None:
+        self.pack_name = self.pack_name or self.pack_dir.name
         available = ort.get_available_providers()
         wanted = requested_providers(self.settings, available)
-        options = session_options(self.settings)
+        options = session_options(self.settings, cuda=wanted[0] != CPU)
         models: dict[str, tuple[str, Any]] = {}
         for onnx_file in sorted(self.pack_dir.glob("*.onnx")):
             model = model_zoo.get_model(str(onnx_file), providers=wanted, sess_options=options)
@@ -127,7 +133,7 @@ class FaceEngine:
             log.warning("!!! FACE_DEVICE=auto: CUDA is offered but failed; running on CPU. !!!")
         log.info(
             "model pack %s: detector %s, recognizer %s, providers in use %s, %d intra-op threads",
-            self.pack_dir.name,
+            self.pack_name,
             self.detector_file,
             self.recognizer_file,
             self.providers,

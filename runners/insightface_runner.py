@@ -42,7 +42,7 @@ class InsightFaceRunner:
         enable_service_logging()
         stored = get_pack(settings.model)
         try:
-            self.engine = FaceEngine(Path(stored.path), settings)
+            self.engine = FaceEngine(Path(stored.path), settings, pack_name=settings.model)
         except (DeviceUnavailableError, ModelPackError) as exc:
             refuse_to_start(str(exc))
         self.pack_info: dict[str, Any] = {

@@ -61,6 +61,8 @@ def test_padded_batches_give_the_same_embeddings(engine, monkeypatch):
 
 def test_session_threads_follow_the_setting():
     assert session_options(Settings(intra_op_threads=3)).intra_op_num_threads == 3
+    cuda = session_options(Settings(), cuda=True)
+    assert cuda.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 @pytest.fixture(scope="module")
