@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 API_KEY = "bench-key"
 CONCURRENCY = 8
+BATCH_METRIC = "face_runner_batch_rows"
 
 
 @dataclass
@@ -232,16 +233,16 @@ HTTP_CALLS: dict[str, Callable[[httpx.Client, object], int]] = {
 
 
 def batch_histogram(url: str) -> dict[str, dict[str, float]]:
-    """Adaptive batch sizes the runner formed, from BentoML's Prometheus histogram."""
+    """Rows per forward pass the runner formed, from its ``face_runner_batch_rows`` histogram."""
     text = httpx.get(f"{url}/metrics", timeout=30).text
     out: dict[str, dict[str, float]] = {}
     for line in text.splitlines():
-        if not line.startswith("bentoml_service_adaptive_batch_size"):
+        if not line.startswith(BATCH_METRIC):
             continue
         name, value = line.rsplit(" ", 1)
-        method = name.split('method_name="', 1)[1].split('"', 1)[0]
+        method = name.split('method="', 1)[1].split('"', 1)[0]
         entry = out.setdefault(method, {})
-        if name.startswith("bentoml_service_adaptive_batch_size_bucket"):
+        if name.startswith(f"{BATCH_METRIC}_bucket"):
             le = name.split('le="', 1)[1].split('"', 1)[0]
             entry[f"le{le}"] = entry.get(f"le{le}", 0) + float(value)
         elif "_sum" in name.split("{")[0] or "_count" in name.split("{")[0]:
@@ -408,8 +409,8 @@ def report(args, machine, results, per_photo, before, after, shed) -> str:
             )
     lines += [
         "",
-        "Adaptive batches the runner formed during the run "
-        "(count, mean size, from BentoML's `bentoml_service_adaptive_batch_size`):",
+        "Forward passes the runner formed during the run "
+        f"(count, mean rows, from its `{BATCH_METRIC}` histogram):",
         "",
     ]
     for method, stats in sorted(after.items()):
@@ -419,8 +420,8 @@ def report(args, machine, results, per_photo, before, after, shed) -> str:
         buckets = {k: v - prior.get(k, 0) for k, v in stats.items() if k.startswith("le")}
         sizes = ", ".join(f"<={k[2:]}: {int(v)}" for k, v in buckets.items())
         lines.append(
-            f"- `{method}`: {int(count)} batches, mean {total / max(count, 1):.2f} "
-            f"items (cumulative {sizes})"
+            f"- `{method}`: {int(count)} passes, mean {total / max(count, 1):.2f} "
+            f"rows (cumulative {sizes})"
         )
     lines.append(f"- responses shed with 503 during the run: {shed}")
     return "\n".join(lines) + "\n"

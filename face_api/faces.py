@@ -5,6 +5,7 @@ Detections travel as float32 rows ``[x1, y1, x2, y2, score, lx0, ly0, ..., lx4, 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -13,6 +14,10 @@ import numpy as np
 from insightface.utils import face_align
 
 DETECTION_WIDTH = 15
+
+# insightface's norm_crop calls scikit-image's deprecated SimilarityTransform.estimate; the warning
+# says nothing to an operator and would be printed by every worker.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"insightface\.utils\.face_align")
 
 
 class DetectSortType(IntEnum):

@@ -52,10 +52,9 @@ class Settings(BaseSettings):
     # Every input shape is run once at start-up, so the exhaustive search is paid there only.
     cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
 
-    # --- batching -------------------------------------------------------------------------
+    # --- batching: the most rows one forward pass takes --------------------------------------
     embed_max_batch_size: int = Field(64, ge=1)
     detect_max_batch_size: int = Field(8, ge=1)
-    max_latency_ms: int = Field(10_000, ge=100)
 
     # --- limits ---------------------------------------------------------------------------
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)

@@ -1,7 +1,10 @@
-"""The BentoML service that owns the ONNX Runtime sessions (one worker per GPU, adaptive batching).
+"""The BentoML service that owns the ONNX Runtime sessions (one worker per GPU, batching).
 
 Its methods take batches of small tensors: letterboxed detector canvases and aligned crops. The
-API service (``service.py``) reaches it through ``bentoml.depends``.
+API service (``service.py``) reaches it through ``bentoml.depends``. Concurrent requests share
+forward passes through ``ContinuousBatcher`` (see runners/batching.py for why not BentoML's
+``batchable``); the rows of every pass are counted in the ``face_runner_batch_rows`` histogram
+on ``/metrics``.
 """
 
 from __future__ import annotations
@@ -18,12 +21,20 @@ from bentoml.validators import DType
 from face_api.packs import get_pack, pack_tag
 from face_api.settings import get_settings
 from face_api.startup import enable_service_logging, refuse_to_start
+from runners.batching import ContinuousBatcher
 from runners.engine import DeviceUnavailableError, FaceEngine, ModelPackError
 
 log = logging.getLogger("face_api.runner")
 settings = get_settings()
 # Fail at import, before BentoML looks the model up, with a message that says how to import it.
 get_pack(settings.model)
+
+batch_rows = bentoml.metrics.Histogram(
+    name="face_runner_batch_rows",
+    documentation="Rows (canvases or crops) in each forward pass the runner formed",
+    labelnames=["method"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 
 
 @bentoml.service(
@@ -45,29 +56,31 @@ class InsightFaceRunner:
             self.engine = FaceEngine(Path(stored.path), settings, pack_name=settings.model)
         except (DeviceUnavailableError, ModelPackError) as exc:
             refuse_to_start(str(exc))
+        self.detect_batcher = ContinuousBatcher(
+            self.engine.detect,
+            settings.detect_max_batch_size,
+            on_batch=batch_rows.labels(method="detect").observe,
+        )
+        self.embed_batcher = ContinuousBatcher(
+            self.engine.embed,
+            settings.embed_max_batch_size,
+            on_batch=batch_rows.labels(method="embed").observe,
+        )
         self.pack_info: dict[str, Any] = {
             "name": settings.model,
             "tag": str(stored.tag),
             **stored.info.metadata,
         }
 
-    @bentoml.api(
-        batchable=True,
-        max_batch_size=settings.detect_max_batch_size,
-        max_latency_ms=settings.max_latency_ms,
-    )
-    def detect(self, canvases: Annotated[np.ndarray, DType("uint8")]) -> np.ndarray:
+    @bentoml.api
+    async def detect(self, canvases: Annotated[np.ndarray, DType("uint8")]) -> np.ndarray:
         """(N, S, S, 3) letterboxed BGR canvases -> (N, K, 15) detections, zero-padded."""
-        return self.engine.detect(canvases)
+        return await self.detect_batcher.submit(canvases)
 
-    @bentoml.api(
-        batchable=True,
-        max_batch_size=settings.embed_max_batch_size,
-        max_latency_ms=settings.max_latency_ms,
-    )
-    def embed(self, crops: Annotated[np.ndarray, DType("uint8")]) -> np.ndarray:
+    @bentoml.api
+    async def embed(self, crops: Annotated[np.ndarray, DType("uint8")]) -> np.ndarray:
         """(N, 112, 112, 3) aligned BGR crops -> (N, D) unit embeddings."""
-        return self.engine.embed(crops)
+        return await self.embed_batcher.submit(crops)
 
     @bentoml.api
     def info(self) -> dict[str, Any]:
