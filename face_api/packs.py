@@ -107,7 +107,9 @@ def import_pack(
             raise SystemExit(f"{folder} holds no .onnx files: not an insightface model pack")
         pack_dir = files[0].parent
         # Load it once on CPU: a folder insightface cannot route never reaches the store.
-        engine = FaceEngine(pack_dir, Settings(device="cpu", intra_op_threads=1))
+        engine = FaceEngine(
+            pack_dir, Settings(device="cpu", intra_op_threads=1, cpu_recognizer="onnxruntime")
+        )
         threshold, how = KNOWN_MATCH_THRESHOLDS.get(engine.recognizer_file, DEFAULT_MATCH_THRESHOLD)
         if match_threshold is not None:
             threshold, how = match_threshold, "given when the pack was imported"

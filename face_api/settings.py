@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     device: Literal["auto", "cuda", "cpu"] = "auto"
     det_size: int = Field(640, ge=64, le=2048, multiple_of=32)
     det_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    # On CPU the recognizer runs on OpenVINO when it is installed (faster, same embeddings).
+    cpu_recognizer: Literal["openvino", "onnxruntime"] = "openvino"
 
     # --- ONNX Runtime ---------------------------------------------------------------------
     intra_op_threads: int = Field(default_factory=available_cpu_count, ge=1)

@@ -118,6 +118,8 @@ class FaceEngine:
             )
         self.detector_file, self.detector = models["detection"]
         self.recognizer_file, self.recognizer = models["recognition"]
+        if wanted == [CPU] and self.settings.cpu_recognizer == "openvino":
+            self.recognizer = self._openvino_recognizer(self.recognizer.model_file)
         size = self.settings.det_size
         self.detector.prepare(0, input_size=(size, size), det_thresh=self.settings.det_threshold)
         self._warm_up()
@@ -140,6 +142,22 @@ class FaceEngine:
             self.settings.intra_op_threads,
         )
 
+    def _openvino_recognizer(self, model_file: str) -> ArcFaceONNX:
+        from runners import openvino_session
+
+        if not openvino_session.available():
+            log.warning(
+                "FACE_CPU_RECOGNIZER=openvino but openvino is not installed: using "
+                "ONNX Runtime's CPU provider for recognition"
+            )
+            return self.recognizer
+        session = openvino_session.OpenVINOSession(model_file, self.settings.intra_op_threads)
+        return ArcFaceONNX(model_file=model_file, session=session)
+
+    @property
+    def recognizer_runtime(self) -> str:
+        return self.recognizer.session.get_providers()[0]
+
     # -- properties the API side needs -------------------------------------------------------
     @property
     def crop_size(self) -> int:
@@ -150,13 +168,12 @@ class FaceEngine:
         return int(self.recognizer.output_shape[-1])
 
     def _providers_in_use(self) -> list[str]:
-        sessions = [self.recognizer.session, *self.detector.resolution_sessions.values()]
+        sessions = [*self.detector.resolution_sessions.values(), self.recognizer.session]
         in_use: list[str] = []
         for session in sessions:
             for provider in session.get_providers():
                 if provider not in in_use:
                     in_use.append(provider)
-        # A provider listed after CPU only handles what CPU cannot: report the real primary first.
         return in_use
 
     def _warm_up(self) -> None:

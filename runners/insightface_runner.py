@@ -100,6 +100,7 @@ class InsightFaceRunner:
                 "file": engine.recognizer_file,
                 "input_size": [engine.crop_size, engine.crop_size],
                 "embedding_size": engine.embedding_size,
+                "runtime": engine.recognizer_runtime,
             },
             "providers": engine.providers,
             "device": engine.device,

@@ -34,7 +34,7 @@ def test_server_info(server):
     assert info["insightface"] == insightface.__version__
     assert info["onnxruntime"] == onnxruntime.__version__
     assert info["device"] == "cpu"  # this machine has no GPU
-    assert info["providers"] == ["CPUExecutionProvider"]
+    assert info["providers"] == ["CPUExecutionProvider", "OpenVINO CPU (f32)"]
 
 
 def test_model_names(server):
@@ -51,9 +51,10 @@ def test_model_detail(server):
         "file": "w600k_mbf_int8_dequant.onnx",
         "input_size": [112, 112],
         "embedding_size": 512,
+        "runtime": "OpenVINO CPU (f32)",
     }
     assert 0.224 < detail["match_threshold"] < 0.375
     assert "identities" in detail["match_threshold_measured"]
-    assert detail["providers"] == ["CPUExecutionProvider"]
+    assert detail["providers"] == ["CPUExecutionProvider", "OpenVINO CPU (f32)"]
     text = str(detail)
     assert "/" not in text.replace("shared/testdata/identities", "")  # no file paths leak

@@ -37,7 +37,7 @@ def test_missing_pack_refuses_to_start_and_says_how_to_import(tmp_path, imported
 def test_auto_falls_back_to_cpu_loudly_and_logs_the_providers_in_use(server):
     log = server.log()
     assert "FACE_DEVICE=auto: falling back to CPU" in log
-    assert "providers in use ['CPUExecutionProvider']" in log
+    assert "providers in use ['CPUExecutionProvider', 'OpenVINO CPU (f32)']" in log
 
 
 def test_auth_off_serves_without_key_and_keys_stay_out_of_logs(tmp_path, imported_pack):

@@ -71,7 +71,9 @@ def engine() -> FaceEngine:
 
 
 def test_engine_reports_cpu_and_sizes(engine):
-    assert engine.providers == [CPU] and engine.device == "cpu"
+    # Detection on ONNX Runtime's CPU provider, recognition on OpenVINO (the CPU default).
+    assert engine.providers == [CPU, "OpenVINO CPU (f32)"] and engine.device == "cpu"
+    assert engine.recognizer_runtime == "OpenVINO CPU (f32)"
     assert engine.crop_size == 112 and engine.embedding_size == 512
     assert engine.detector_file == "det_500m.onnx"
     # The detector runs at one fixed input size: one static-shape session, (640, 640).
@@ -99,6 +101,25 @@ def test_embeddings_are_unit_and_batch_invariant(engine):
     np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(engine.embed(crops[2:3])[0], batch[2], atol=1e-5)
     assert engine.embed(crops[:0]).shape == (0, 512)
+
+
+def test_openvino_recognizer_gives_onnxruntimes_embeddings(engine):
+    """Real aligned faces: OpenVINO (f32) and ONNX Runtime agree to cosine 0.9999."""
+    import insightface
+
+    from face_api.faces import align_faces, letterbox, to_image_coordinates
+
+    onnxruntime_engine = FaceEngine(
+        DEFAULT_PACK_DIR, Settings(device="cpu", cpu_recognizer="onnxruntime")
+    )
+    assert onnxruntime_engine.providers == [CPU]
+    image = insightface.data.get_image("t1")
+    boxed = letterbox(image, 640)
+    padded = engine.detect(boxed.canvas[np.newaxis])[0]
+    crops = align_faces(image, to_image_coordinates(padded, boxed.scale), 112)
+    assert len(crops) == 6
+    cosines = (engine.embed(crops) * onnxruntime_engine.embed(crops)).sum(axis=1)
+    assert cosines.min() > 0.9999
 
 
 def test_a_folder_without_a_recognizer_is_refused(tmp_path):
