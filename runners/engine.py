@@ -75,7 +75,7 @@ def bucket_for(n: int, largest: int) -> int:
 
 def session_options(settings: Settings, cuda: bool = False) -> ort.SessionOptions:
     options = ort.SessionOptions()
-    if cuda:
+    if cuda or not settings.ort_spinning:
         # The CUDA provider barely uses CPU threads; idle threads spinning after each run would
         # only take cores from the API workers' decoding and alignment.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -61,8 +61,10 @@ def test_padded_batches_give_the_same_embeddings(engine, monkeypatch):
 
 def test_session_threads_follow_the_setting():
     assert session_options(Settings(intra_op_threads=3)).intra_op_num_threads == 3
-    cuda = session_options(Settings(), cuda=True)
+    cuda = session_options(Settings(ort_spinning=True), cuda=True)
     assert cuda.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spinning = session_options(Settings(ort_spinning=True))
+    assert not spinning.has_session_config_entry("session.intra_op.allow_spinning")
 
 
 @pytest.fixture(scope="module")
