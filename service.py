@@ -21,7 +21,7 @@ from pydantic import Field
 
 from face_api import __version__
 from face_api.errors import RequestError
-from face_api.faces import DetectSortType
+from face_api.faces import DetectSortType, align_faces
 from face_api.features import cosine, encode_feature, feature_score
 from face_api.middleware import (
     ApiKeyMiddleware,
@@ -230,8 +230,6 @@ class FaceAPI:
         if not len(faces1) or not len(faces2):
             return ScoreResponse(score=0.0, face_detects=detects)
         # Both faces go to the recognizer in one batch.
-        from face_api.faces import align_faces
-
         crops = np.concatenate(
             [
                 align_faces(image1, faces1, pipe.crop_size),
