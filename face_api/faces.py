@@ -92,9 +92,38 @@ def landmarks_of(detections: np.ndarray) -> np.ndarray:
     return detections[:, 5:].reshape(-1, 5, 2)
 
 
+def alignment_transforms(landmarks: np.ndarray, crop_size: int) -> np.ndarray:
+    """(N, 2, 3) affine matrices mapping each face's 5 landmarks onto insightface's ArcFace
+    template, for all faces at once.
+
+    The same least-squares similarity (Umeyama) that insightface's ``estimate_norm`` gets from
+    scikit-image one face at a time; that per-face call is most of the alignment time of a crowd
+    photo (about 0.5 ms a face here), this is one batched SVD.
+    """
+    assert crop_size % 112 == 0, "ArcFace templates are defined for multiples of 112"
+    template = face_align.arcface_dst.astype(np.float64) * (crop_size / 112.0)
+    src = landmarks.astype(np.float64)
+    src_mean = src.mean(axis=1, keepdims=True)
+    dst_mean = template.mean(axis=0)
+    src_centered = src - src_mean
+    dst_centered = template - dst_mean
+    covariance = np.einsum("ki,nkj->nij", dst_centered, src_centered) / src.shape[1]
+    u, singular, vt = np.linalg.svd(covariance)
+    reflect = np.where(np.linalg.det(covariance) < 0, -1.0, 1.0)
+    signs = np.stack([np.ones_like(reflect), reflect], axis=1)  # (N, 2)
+    rotation = u @ (signs[:, :, np.newaxis] * vt)
+    variance = src_centered.var(axis=1).sum(axis=1)
+    scale = (singular * signs).sum(axis=1) / np.maximum(variance, 1e-12)
+    linear = scale[:, np.newaxis, np.newaxis] * rotation
+    translation = dst_mean - np.einsum("nij,nj->ni", linear, src_mean[:, 0, :])
+    return np.concatenate([linear, translation[:, :, np.newaxis]], axis=2)
+
+
 def align_faces(image: np.ndarray, detections: np.ndarray, crop_size: int) -> np.ndarray:
-    """(N, crop, crop, 3) uint8 crops aligned on the 5 landmarks by insightface's norm_crop."""
+    """(N, crop, crop, 3) uint8 crops aligned on the 5 landmarks, as insightface's norm_crop."""
     crops = np.empty((len(detections), crop_size, crop_size, 3), dtype=np.uint8)
-    for i, landmarks in enumerate(landmarks_of(detections)):
-        crops[i] = face_align.norm_crop(image, landmark=landmarks, image_size=crop_size)
+    if not len(detections):
+        return crops
+    for i, matrix in enumerate(alignment_transforms(landmarks_of(detections), crop_size)):
+        crops[i] = cv2.warpAffine(image, matrix, (crop_size, crop_size), borderValue=0.0)
     return crops

@@ -98,6 +98,35 @@ def test_no_face_and_whole_crop_shapes():
     assert crop["processed"] is False and crop["landmarks"] == []
 
 
+def test_batched_alignment_equals_insightfaces_norm_crop():
+    import insightface
+    from insightface.utils import face_align
+
+    from face_api.faces import alignment_transforms
+
+    rng = np.random.default_rng(3)
+    template = face_align.arcface_dst
+    # Landmarks of plausible faces: the template scaled, rotated, shifted and jittered.
+    landmarks = []
+    for _ in range(50):
+        angle, scale = rng.uniform(-0.6, 0.6), rng.uniform(0.3, 4.0)
+        rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        points = (template @ rot.T) * scale + rng.uniform(0, 500, 2) + rng.normal(0, 1.5, (5, 2))
+        landmarks.append(points)
+    landmarks = np.array(landmarks, dtype=np.float32)
+    expected = np.stack([face_align.estimate_norm(p, 112) for p in landmarks])
+    # float32 (scikit-image here) against float64: equal to a thousandth of a pixel
+    np.testing.assert_allclose(alignment_transforms(landmarks, 112), expected, rtol=1e-4, atol=1e-3)
+
+    image = insightface.data.get_image("t1")
+    rows = np.zeros((len(landmarks), DETECTION_WIDTH), np.float32)
+    rows[:, 5:] = landmarks.reshape(len(landmarks), 10)
+    crops = align_faces(image, rows, 112)
+    for crop, points in zip(crops, landmarks, strict=True):
+        reference = face_align.norm_crop(image, landmark=points, image_size=112)
+        assert np.abs(crop.astype(int) - reference).max() <= 1
+
+
 def test_alignment_maps_landmarks_to_the_arcface_template():
     from insightface.utils.face_align import arcface_dst
 
