@@ -64,7 +64,7 @@ MaxResults = Annotated[int, Field(ge=1, le=MAX_RESULTS_LIMIT)]
 
 
 class RunnerBackend:
-    """The runner's batchable methods as the pipeline's ``InferenceBackend``.
+    """The runner's methods as the pipeline's ``InferenceBackend``.
 
     A pooled keep-alive connection can be closed by the runner's server just as a request is
     written to it (its idle timeout); inference is idempotent, so such a call is sent again.

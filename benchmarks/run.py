@@ -167,17 +167,10 @@ class InProcess:
     """Our pipeline and engine without HTTP (the same code the two services run)."""
 
     def __init__(self, engine) -> None:
-        from face_api.pipeline import FacePipeline
-
-        class Backend:
-            async def detect(self, canvases):
-                return engine.detect(canvases)
-
-            async def embed(self, crops):
-                return engine.embed(crops)
+        from face_api.pipeline import EngineBackend, FacePipeline
 
         self.pipeline = FacePipeline(
-            Backend(),
+            EngineBackend(engine),
             det_size=640,
             crop_size=engine.crop_size,
             max_pixels=40_000_000,
@@ -280,23 +273,15 @@ def machine_description(providers: list[str]) -> str:
     return f"{cpu}, {cores} cores{gpu}; providers {providers}"
 
 
-def aligned_crops(engine, photos: list[Photo]) -> list[bytes]:
-    from face_api.faces import (
-        DetectSortType,
-        align_faces,
-        letterbox,
-        select_faces,
-        to_image_coordinates,
-    )
+def aligned_crops(ours: InProcess, photos: list[Photo]) -> list[bytes]:
+    """PNG crops of each photo's largest face, aligned exactly as the service aligns them."""
+    from face_api.faces import DetectSortType, align_faces
 
     crops = []
     for photo in photos:
-        image = cv2.imdecode(np.frombuffer(photo.jpeg, np.uint8), cv2.IMREAD_COLOR)
-        boxed = letterbox(image, 640)
-        padded = engine.detect(boxed.canvas[np.newaxis])[0]
-        faces = to_image_coordinates(padded[padded[:, 4] > 0], boxed.scale)
-        face = select_faces(faces, DetectSortType.AREA, 1)
-        crop = align_faces(image, face, engine.crop_size)[0]
+        image = ours.pipeline.image_from_bytes(photo.jpeg, "image")
+        face = ours._run(ours.pipeline.find_faces(image, DetectSortType.AREA, 1))
+        crop = align_faces(image, face, ours.pipeline.crop_size)[0]
         crops.append(cv2.imencode(".png", crop)[1].tobytes())
     return crops
 
@@ -321,7 +306,7 @@ def run(args: argparse.Namespace) -> str:
     providers = engine.providers
     baseline = Baseline(args.pack_dir, [p for p in providers])
     ours = InProcess(engine)
-    crops = aligned_crops(engine, photos["single"])
+    crops = aligned_crops(ours, photos["single"])
 
     workloads = {
         # name: (photo set label, items, baseline call, in-process call, http call)

@@ -31,6 +31,20 @@ class InferenceBackend(Protocol):
     async def embed(self, crops: np.ndarray) -> np.ndarray: ...
 
 
+class EngineBackend:
+    """An in-process engine (blocking ``detect``/``embed``, as ``runners.engine.FaceEngine``) as
+    an ``InferenceBackend``: the same pipeline without HTTP, for benchmarks and tests."""
+
+    def __init__(self, engine: object) -> None:
+        self.engine = engine
+
+    async def detect(self, canvases: np.ndarray) -> np.ndarray:
+        return self.engine.detect(canvases)  # type: ignore[attr-defined]
+
+    async def embed(self, crops: np.ndarray) -> np.ndarray:
+        return self.engine.embed(crops)  # type: ignore[attr-defined]
+
+
 @dataclass
 class FacePipeline:
     backend: InferenceBackend

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from face_api.faces import DetectSortType, clip_boxes, letterbox, select_faces, to_image_coordinates
+from face_api.faces import DetectSortType
+from face_api.pipeline import EngineBackend, FacePipeline
 from face_api.settings import Settings
 from runners.engine import FaceEngine
 from tests.paths import DEFAULT_PACK_DIR
 
 
 @lru_cache(maxsize=1)
-def engine() -> FaceEngine:
-    return FaceEngine(DEFAULT_PACK_DIR, Settings(device="cpu"))
+def pipeline() -> FacePipeline:
+    engine = FaceEngine(DEFAULT_PACK_DIR, Settings(device="cpu"))
+    return FacePipeline(
+        EngineBackend(engine), det_size=640, crop_size=engine.crop_size, max_pixels=40_000_000
+    )
 
 
 def detect_unrounded(photo: Path) -> np.ndarray:
     """The largest face's detection row in image pixels, as the service computes it."""
     image = cv2.imread(str(photo))
-    boxed = letterbox(image, 640)
-    padded = engine().detect(boxed.canvas[np.newaxis])[0]
-    faces = clip_boxes(to_image_coordinates(padded[padded[:, 4] > 0], boxed.scale), image.shape)
-    return select_faces(faces, DetectSortType.AREA, 1)[0]
+    return asyncio.run(pipeline().find_faces(image, DetectSortType.AREA, 1))[0]
