@@ -26,9 +26,11 @@ from face_api.features import cosine, encode_feature, feature_score
 from face_api.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
     ErrorShapeMiddleware,
     UploadFieldsMiddleware,
 )
+from face_api.openapi import OpenApiMiddleware, contract_openapi
 from face_api.pipeline import FacePipeline
 from face_api.responses import detect_result, embedding_list, no_face, whole_crop
 from face_api.schemas import (
@@ -39,17 +41,22 @@ from face_api.schemas import (
     EmbeddingsInfoResult,
     EmbeddingsReqBody,
     EmbeddingsResponse,
+    ErrorMessage,
     FeatureInfoResult,
     FeatureReqBody,
     FeatureResponse,
     FeatureScoreReqBody,
     FeatureScoreResponse,
+    HealthResponse,
+    ModelDetail,
+    ModelNames,
     MultiEmbeddingsReqBody,
     MultiEmbeddingsResponse,
     MultiFeatureReqBody,
     MultiFeatureResponse,
     ScoreReqBody,
     ScoreResponse,
+    ServerInfo,
 )
 from face_api.settings import get_settings
 from face_api.startup import enable_service_logging, refuse_to_start
@@ -59,8 +66,30 @@ log = logging.getLogger("face_api")
 settings = get_settings()
 T = TypeVar("T")
 
-info_app = FastAPI(title="face-api info", version=__version__)
+# Its routes are merged into the service's /docs.json; it serves no docs of its own.
+info_app = FastAPI(
+    title="face-api info", version=__version__, openapi_url=None, docs_url=None, redoc_url=None
+)
 MaxResults = Annotated[int, Field(ge=1, le=MAX_RESULTS_LIMIT)]
+API_DESCRIPTION = (
+    "Face detection and recognition: the /v1 face API of api-reference.md (detect, features, "
+    "embeddings, scores), decided where it is open by CONTRACT.md. Every POST needs an "
+    "`x-api-key` header. Errors: 401 missing or unknown key, 413 body over the size limit, "
+    "422 invalid input in FastAPI's shape naming the field, 429 too many requests in flight, "
+    "503 inference backend unavailable or timed out (both with Retry-After)."
+)
+BACKSTOP_TIMEOUT_S = 10
+HEALTH_TIMEOUT_S = 5
+RETRY_AFTER_S = "1"
+
+
+def unavailable(message: str) -> JSONResponse:
+    """503 in the contract's shape, with a hint when to try again."""
+    return JSONResponse(
+        {"detail": f"{message}; retry later"},
+        status_code=503,
+        headers={"retry-after": RETRY_AFTER_S},
+    )
 
 
 class RunnerBackend:
@@ -95,7 +124,9 @@ class RunnerBackend:
 @bentoml.service(
     name="FaceAPI",
     workers=settings.api_workers,
-    traffic={"timeout": settings.request_timeout_s},
+    # Our own deadline (`answer`) fires first with a 503 in the contract's shape; BentoML's 504
+    # is only a backstop.
+    traffic={"timeout": settings.request_timeout_s + BACKSTOP_TIMEOUT_S},
 )
 @bentoml.asgi_app(info_app, path="/v1")
 class FaceAPI:
@@ -126,22 +157,28 @@ class FaceAPI:
                 crop_size=info["recognizer"]["input_size"][0],
                 max_pixels=settings.max_pixels,
                 embed_chunk=settings.embed_max_batch_size,
+                max_results_cap=settings.max_results_cap,
             )
         return self._pipeline
 
     @staticmethod
     async def answer(work: Awaitable[T]) -> T | JSONResponse:
-        """The handler's result, or the contract's error response for what went wrong."""
+        """The handler's result, or the contract's error response for what went wrong.
+
+        Every request has a deadline (``FACE_REQUEST_TIMEOUT_S``); a runner that is down,
+        restarting or too slow is a 503 with a message, never a hang or a 500.
+        """
         try:
-            return await work
+            async with asyncio.timeout(settings.request_timeout_s):
+                return await work
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
-        except (TimeoutError, bentoml.exceptions.BentoMLException, OSError) as exc:
+        except TimeoutError:
+            log.warning("request timed out after %s s", settings.request_timeout_s)
+            return unavailable(f"request timed out after {settings.request_timeout_s} s")
+        except (bentoml.exceptions.BentoMLException, aiohttp.ClientError, OSError) as exc:
             log.warning("inference backend failed: %s", type(exc).__name__)
-            return JSONResponse(
-                {"detail": f"inference backend unavailable ({type(exc).__name__}); retry later"},
-                status_code=503,
-            )
+            return unavailable(f"inference backend unavailable ({type(exc).__name__})")
 
     # -- shared request logic ----------------------------------------------------------------
     async def _detect(
@@ -248,6 +285,8 @@ class FaceAPI:
     # -- JSON endpoints ----------------------------------------------------------------------
     @bentoml.api(route="/v1/detect")
     async def detect(self, body: DetectReqBody, /) -> DetectResponse:
+        """Detects many people's faces in one image: box, confidence, 5 landmarks."""
+
         async def work() -> DetectResponse:
             image = await self._b64(body.image)
             return await self._detect(image, body.seq, body.detect_sort_type, body.max_results)
@@ -256,6 +295,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/feature")
     async def feature(self, body: FeatureReqBody, /) -> FeatureResponse:
+        """Extracts the largest face's feature (base64 of little-endian float32) from one image."""
+
         async def work() -> FeatureResponse:
             return await self._feature(await self._b64(body.image))
 
@@ -263,6 +304,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/feature-only")
     async def feature_only(self, body: FeatureReqBody, /) -> FeatureResponse:
+        """Extracts the feature of one already aligned 112x112 face crop (no detection)."""
+
         async def work() -> FeatureResponse:
             return await self._feature_only(await self._b64(body.image))
 
@@ -270,6 +313,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/multi-feature")
     async def multi_feature(self, body: MultiFeatureReqBody, /) -> MultiFeatureResponse:
+        """Extracts the features of up to maxResults faces in one image, largest first."""
+
         async def work() -> MultiFeatureResponse:
             return await self._multi_feature(await self._b64(body.image), body.max_results)
 
@@ -277,6 +322,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/embeddings")
     async def embeddings(self, body: EmbeddingsReqBody, /) -> EmbeddingsResponse:
+        """Extracts the largest face's embedding (a list of floats) from one image."""
+
         async def work() -> EmbeddingsResponse:
             return await self._embeddings(await self._b64(body.image))
 
@@ -284,6 +331,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/embeddings-only")
     async def embeddings_only(self, body: EmbeddingsReqBody, /) -> EmbeddingsResponse:
+        """Extracts the embedding of one already aligned 112x112 face crop (no detection)."""
+
         async def work() -> EmbeddingsResponse:
             return await self._embeddings_only(await self._b64(body.image))
 
@@ -291,6 +340,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/multi-embeddings")
     async def multi_embeddings(self, body: MultiEmbeddingsReqBody, /) -> MultiEmbeddingsResponse:
+        """Extracts the embeddings of up to maxResults faces in one image, largest first."""
+
         async def work() -> MultiEmbeddingsResponse:
             return await self._multi_embeddings(await self._b64(body.image), body.max_results)
 
@@ -298,6 +349,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/score")
     async def score(self, body: ScoreReqBody, /) -> ScoreResponse:
+        """Cosine similarity of the largest faces of two images, in [-1, 1]."""
+
         async def work() -> ScoreResponse:
             image1 = await self._b64(body.image1, "image1")
             image2 = await self._b64(body.image2, "image2")
@@ -307,6 +360,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/feature-score")
     async def feature_score(self, body: FeatureScoreReqBody, /) -> FeatureScoreResponse:
+        """Cosine similarity of two features, in [-1, 1]."""
+
         async def work() -> FeatureScoreResponse:
             return FeatureScoreResponse(score=feature_score(body.feature1, body.feature2))
 
@@ -321,6 +376,8 @@ class FaceAPI:
         maxResults: MaxResults = 750,  # noqa: N803 - the wire name
         detectSortType: DetectSortTypeValue = 0,  # noqa: N803
     ) -> DetectResponse:
+        """The multipart twin of /v1/detect: the image as an uploaded file."""
+
         async def work() -> DetectResponse:
             return await self._detect(await self._file(image), seq, detectSortType, maxResults)
 
@@ -328,6 +385,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/file/feature")
     async def file_feature(self, image: Path) -> FeatureResponse:
+        """The multipart twin of /v1/feature: the image as an uploaded file."""
+
         async def work() -> FeatureResponse:
             return await self._feature(await self._file(image))
 
@@ -335,6 +394,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/file/feature-only")
     async def file_feature_only(self, image: Path) -> FeatureResponse:
+        """The multipart twin of /v1/feature-only: the crop as an uploaded file."""
+
         async def work() -> FeatureResponse:
             return await self._feature_only(await self._file(image))
 
@@ -342,6 +403,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/file/embeddings")
     async def file_embeddings(self, image: Path) -> EmbeddingsResponse:
+        """The multipart twin of /v1/embeddings: the image as an uploaded file."""
+
         async def work() -> EmbeddingsResponse:
             return await self._embeddings(await self._file(image))
 
@@ -349,6 +412,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/file/embeddings-only")
     async def file_embeddings_only(self, image: Path) -> EmbeddingsResponse:
+        """The multipart twin of /v1/embeddings-only: the crop as an uploaded file."""
+
         async def work() -> EmbeddingsResponse:
             return await self._embeddings_only(await self._file(image))
 
@@ -356,6 +421,8 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/file/score")
     async def file_score(self, image1: Path, image2: Path) -> ScoreResponse:
+        """The multipart twin of /v1/score: both images as uploaded files."""
+
         async def work() -> ScoreResponse:
             first = await self._file(image1, "image1")
             second = await self._file(image2, "image2")
@@ -364,36 +431,50 @@ class FaceAPI:
         return await self.answer(work())
 
     # -- GET endpoints (FastAPI, mounted at /v1) ---------------------------------------------
-    @info_app.get("/health")
+    @info_app.get(
+        "/health",
+        response_model=HealthResponse,
+        responses={503: {"model": HealthResponse, "description": "Model runner not ready"}},
+    )
     async def health(self) -> JSONResponse:
+        """Checks that the server is live: the model runner answers, now (not a cached answer)."""
         try:
-            await self.model_info()
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                self._info = await self.runner.to_async.info()
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-            return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, 503)
+            body = HealthResponse(status="unavailable", detail=type(exc).__name__)
+            return JSONResponse(body.model_dump(), 503, headers={"retry-after": RETRY_AFTER_S})
         return JSONResponse({"status": "ok"})
 
-    @info_app.get("/info/server")
-    async def server_info(self) -> dict[str, Any]:
+    @info_app.get("/info/server", response_model=ServerInfo)
+    async def server_info(self) -> ServerInfo:
+        """The server's basic version information."""
         import insightface
 
         info = await self.model_info()
-        return {
-            "name": "face-api",
-            "version": __version__,
-            "bentoml": bentoml.__version__,
-            "insightface": insightface.__version__,
-            "onnxruntime": info["onnxruntime"],
-            "providers": info["providers"],
-            "device": info["device"],
-        }
+        return ServerInfo(
+            name="face-api",
+            version=__version__,
+            bentoml=bentoml.__version__,
+            insightface=insightface.__version__,
+            onnxruntime=info["onnxruntime"],
+            providers=info["providers"],
+            device=info["device"],
+        )
 
-    @info_app.get("/info/model")
-    async def model_names(self) -> dict[str, Any]:
+    @info_app.get("/info/model", response_model=ModelNames)
+    async def model_names(self) -> ModelNames:
+        """The name of the model pack being served, and all loaded packs."""
         info = await self.model_info()
-        return {"model_name": info["pack"]["name"], "models": [info["pack"]["name"]]}
+        return ModelNames(model_name=info["pack"]["name"], models=[info["pack"]["name"]])
 
-    @info_app.get("/info/model/{model_name}")
+    @info_app.get(
+        "/info/model/{model_name}",
+        response_model=ModelDetail,
+        responses={404: {"model": ErrorMessage, "description": "No such model pack loaded"}},
+    )
     async def model_detail(self, model_name: str) -> Any:
+        """The configuration of the named model pack."""
         info = await self.model_info()
         pack = info["pack"]
         if model_name != pack["name"]:
@@ -422,10 +503,23 @@ FILE_FIELDS = {
     "/v1/file/score": ("image1", "image2"),
 }
 
-# Outermost first: the key is checked before any body is read, then the body limit, ...
+
+def _published_openapi() -> dict[str, Any]:
+    return contract_openapi(
+        FaceAPI.openapi_spec.asdict(),
+        title="face-api",
+        version=__version__,
+        description=API_DESCRIPTION,
+    )
+
+
+# Outermost first: the key is checked before any body is read, then the in-flight limit (so a
+# slow upload holds a slot: buffered bodies are bounded too), the body limit, ...
+FaceAPI.add_asgi_middleware(OpenApiMiddleware, build=_published_openapi)
 FaceAPI.add_asgi_middleware(
     ApiKeyMiddleware, keys=settings.load_api_keys(), enabled=settings.auth_enabled
 )
+FaceAPI.add_asgi_middleware(ConcurrencyLimitMiddleware, max_in_flight=settings.max_concurrency)
 FaceAPI.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 FaceAPI.add_asgi_middleware(UploadFieldsMiddleware, file_fields=FILE_FIELDS)
 FaceAPI.add_asgi_middleware(ErrorShapeMiddleware)

@@ -1,17 +1,20 @@
 """Pure-ASGI middlewares that hold the public error contract in front of BentoML's native APIs.
 
-Order (outermost first, as ``service.py`` adds them): the body limit (413), the API key (401),
-multipart upload fields (422), then BentoML's own error bodies rewritten to FastAPI's shapes.
+Order (outermost first, as ``service.py`` adds them): the API key (401), requests in flight
+(429), the body limit (413), multipart upload fields (422), then BentoML's own error bodies
+rewritten to FastAPI's shapes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -98,23 +101,61 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
+class ConcurrencyLimitMiddleware:
+    """429 for a POST when ``max_in_flight`` POSTs are already being served by this worker.
+
+    BentoML's own ``traffic.max_concurrency`` also counts GETs (a health probe would be refused
+    under load) and answers ``{"error": ...}`` from outside our middlewares; this one keeps the
+    contract's ``{"detail": ...}`` and tells the client when to retry.
+    """
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after_s: int = 1) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after_s = retry_after_s
+        self.in_flight = 0  # one event loop per worker: no lock needed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _is_api_post(scope):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            response = JSONResponse(
+                {
+                    "detail": f"too many requests in flight (limit {self.max_in_flight} per "
+                    "worker); retry later"
+                },
+                status_code=429,
+                headers={"retry-after": str(self.retry_after_s)},
+            )
+            await response(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
 class ApiKeyMiddleware:
     """401 for a POST under /v1/ without a configured ``x-api-key``; GETs need no key.
 
-    Every configured key is compared with ``hmac.compare_digest`` and no early exit, so the time
-    taken does not depend on which key, or how much of one, matched.
+    The SHA-256 of the presented key is compared with every configured key's, each with
+    ``hmac.compare_digest`` and no early exit: the time taken depends neither on which key, nor
+    on how much of one matched, nor on whether the lengths match.
     """
 
     def __init__(self, app: ASGIApp, keys: Iterable[str], enabled: bool = True) -> None:
         self.app = app
         self.enabled = enabled
         # With no key configured every POST is refused (FaceAPI also refuses to start then).
-        self.keys = tuple(k.encode("utf-8") for k in keys)
+        self.key_digests = tuple(hashlib.sha256(k.encode("utf-8")).digest() for k in keys)
 
     def _valid(self, presented: bytes) -> bool:
+        digest = hashlib.sha256(presented).digest()
         matched = False
-        for key in self.keys:
-            matched |= hmac.compare_digest(presented, key)
+        for key_digest in self.key_digests:
+            matched |= hmac.compare_digest(digest, key_digest)
         return matched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -176,8 +217,11 @@ class UploadFieldsMiddleware:
         request = Request(scope, _replay(body))
         try:
             form = await request.form()
-        except (MultiPartException, ValueError, KeyError) as exc:
-            return [{"type": "value_error.multipart", "loc": ["body"], "msg": str(exc)}]
+        except (MultiPartException, HTTPException, ValueError, KeyError) as exc:
+            # Inside an app Starlette raises HTTPException(400) for malformed multipart; let
+            # through, it left the client waiting (found by the schemathesis test).
+            message = exc.detail if isinstance(exc, HTTPException) else str(exc)
+            return [{"type": "value_error.multipart", "loc": ["body"], "msg": message}]
         try:
             errors = []
             for name in fields:

@@ -52,6 +52,9 @@ class FacePipeline:
     crop_size: int
     max_pixels: int
     embed_chunk: int = 64
+    # An operator's cap on faces per answer (FACE_MAX_RESULTS_CAP): a larger maxResults is
+    # served up to the cap rather than refused, so clients using the reference's defaults work.
+    max_results_cap: int = 1000
 
     # -- images ------------------------------------------------------------------------------
     def image_from_base64(self, text: str, field: str) -> np.ndarray:
@@ -82,7 +85,8 @@ class FacePipeline:
     async def find_faces(
         self, image: np.ndarray, sort_type: DetectSortType, max_results: int
     ) -> np.ndarray:
-        return select_faces(await self.detect(image), sort_type, max_results)
+        limit = min(max_results, self.max_results_cap)
+        return select_faces(await self.detect(image), sort_type, limit)
 
     async def embed(self, crops: np.ndarray) -> np.ndarray:
         """Unit embeddings of aligned crops, in chunks of the runner's batch size, concurrently."""

@@ -132,3 +132,63 @@ class ScoreResponse(WireModel):
 
 class FeatureScoreResponse(WireModel):
     score: float = 0.0
+
+
+# --- GET endpoints (not in the reference's bodies; shapes decided in CONTRACT.md) ----------------
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    detail: str | None = None
+
+
+class ServerInfo(BaseModel):
+    name: str
+    version: str
+    bentoml: str
+    insightface: str
+    onnxruntime: str
+    providers: list[str]
+    device: Literal["cuda", "cpu"]
+
+
+class ModelNames(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str
+    models: list[str]
+
+
+class ModelFile(BaseModel):
+    name: str
+    sha256: str
+
+
+class DetectorInfo(BaseModel):
+    file: str
+    input_size: list[int]
+    score_threshold: float
+    nms_threshold: float
+
+
+class RecognizerInfo(BaseModel):
+    file: str
+    input_size: list[int]
+    embedding_size: int
+    runtime: str
+
+
+class ModelDetail(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str
+    tag: str
+    files: list[ModelFile]
+    detector: DetectorInfo
+    recognizer: RecognizerInfo
+    providers: list[str]
+    device: Literal["cuda", "cpu"]
+    match_threshold: float
+    match_threshold_measured: str
+
+
+class ErrorMessage(BaseModel):
+    detail: str

@@ -65,8 +65,11 @@ class Settings(BaseSettings):
     # --- limits ---------------------------------------------------------------------------
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1)
-    max_results_cap: int = Field(1000, ge=1)
+    max_results_cap: int = Field(1000, ge=1, le=1000)  # the contract allows maxResults <= 1000
     request_timeout_s: int = Field(60, ge=1)
+    # POSTs served at once by one API worker; more are answered 429 at once. Each holds at most
+    # one body (max_body_bytes) and one decoded image (max_pixels) in memory.
+    max_concurrency: int = Field(32, ge=1)
     api_workers: int = Field(1, ge=1)
 
     @field_validator("api_keys", mode="before")

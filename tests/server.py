@@ -112,3 +112,35 @@ def run_until_exit(log_path: Path, env: dict[str, str], timeout: float = 90) -> 
     finally:
         stop(process)
     return process.returncode, log_path.read_text(errors="replace")
+
+
+def service_processes(server: RunningServer) -> dict[str, list]:
+    """The server's processes by role: ``arbiter`` (the `bentoml serve` process) and each
+    worker's service name (``FaceAPI``, ``InsightFaceRunner``)."""
+    import psutil
+
+    arbiter = psutil.Process(server.process.pid)
+    roles: dict[str, list] = {"arbiter": [arbiter]}
+    for child in arbiter.children(recursive=True):
+        try:
+            cmdline = child.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if "--service-name" in cmdline:
+            name = cmdline[cmdline.index("--service-name") + 1]
+            roles.setdefault(name, []).append(child)
+    return roles
+
+
+def rss_bytes(server: RunningServer) -> dict[str, int]:
+    """Resident memory of every process of the server, by role (summed over its workers)."""
+    import psutil
+
+    totals: dict[str, int] = {}
+    for role, processes in service_processes(server).items():
+        for process in processes:
+            try:
+                totals[role] = totals.get(role, 0) + process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+    return totals

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from face_api.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
     ErrorShapeMiddleware,
     UploadFieldsMiddleware,
     rewrite_error,
@@ -105,6 +106,106 @@ def test_text_in_a_file_field_is_422_and_never_fetched():
     assert missing.json()["detail"] == [
         {"type": "missing", "loc": ["body", "image"], "msg": "Field required"}
     ]
+
+
+def test_malformed_multipart_is_422_not_a_hang():
+    # Found by schemathesis: a part without headers made Starlette raise HTTPException(400)
+    # inside the middleware, and the client waited for the request timeout.
+    boundary = "7c5156fb04a2177cf9e322ad31ebde44"
+    body = f"--{boundary}\r\nNone--{boundary}--\r\n".encode()
+    response = make_client().post(
+        "/v1/file/echo",
+        content=body,
+        headers={"x-api-key": "k1", "content-type": f"multipart/form-data; boundary={boundary}"},
+        timeout=10,
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "value_error.multipart"
+
+
+def test_more_posts_in_flight_than_the_limit_get_429_with_retry_after():
+    import asyncio
+
+    release = asyncio.Event()
+    started = 0
+
+    async def slow_app(scope, receive, send):
+        nonlocal started
+        started += 1
+        await release.wait()
+        await JSONResponse({"ok": True})(scope, receive, send)
+
+    limiter = ConcurrencyLimitMiddleware(slow_app, max_in_flight=2)
+
+    async def call(path: str, method: str = "POST") -> tuple[int, dict, bytes]:
+        sent: list[dict] = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": path, "headers": []}
+        await limiter(scope, receive, send)
+        headers = dict(sent[0].get("headers", []))
+        return sent[0]["status"], headers, sent[1]["body"]
+
+    async def scenario():
+        first = [asyncio.create_task(call("/v1/detect")) for _ in range(2)]
+        while started < 2:
+            await asyncio.sleep(0)
+        status, headers, body = await call("/v1/detect")
+        assert status == 429 and headers[b"retry-after"] == b"1"
+        assert "too many requests" in json.loads(body)["detail"]
+        get = asyncio.create_task(call("/v1/health", "GET"))  # GETs are never limited
+        while started < 3:
+            await asyncio.sleep(0)
+        release.set()
+        assert [(await t)[0] for t in (*first, get)] == [200, 200, 200]
+        assert limiter.in_flight == 0
+        assert (await call("/v1/detect"))[0] == 200  # slots are given back
+
+    asyncio.run(scenario())
+
+
+def test_key_check_time_does_not_depend_on_how_much_of_the_key_matched():
+    import time
+
+    # A long key makes a byte-by-byte comparison's early exit measurable: `==` on these takes
+    # about twice as long for the near miss as for the first-byte miss.
+    key = "k" * 20000
+    middleware = ApiKeyMiddleware(lambda *a: None, keys=[key, "other-key"])
+    candidates = {
+        "nothing matches": b"x" * len(key),
+        "all but the last character": key[:-1].encode() + b"x",
+    }
+    timings: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(30):  # interleaved rounds, so drift on the machine hits every candidate
+        for name, presented in candidates.items():
+            start = time.perf_counter()
+            for _ in range(2000):
+                middleware._valid(presented)
+            timings[name].append(time.perf_counter() - start)
+    medians = {name: sorted(t)[len(t) // 2] for name, t in timings.items()}
+    assert max(medians.values()) / min(medians.values()) < 1.3, medians
+    assert middleware._valid(key.encode()) and not middleware._valid(key[:-1].encode())
+
+
+def test_every_key_is_compared_as_a_fixed_length_digest(monkeypatch):
+    import hmac
+
+    compared: list[tuple[bytes, bytes]] = []
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return a == b
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    middleware = ApiKeyMiddleware(lambda *a: None, keys=["first", "second", "third"])
+    assert middleware._valid(b"first")  # a match on the first key does not stop the loop
+    assert len(compared) == 3
+    assert {len(a) for pair in compared for a in pair} == {32}  # SHA-256, whatever the length
 
 
 def test_bentoml_validation_errors_become_fastapi_422():

@@ -1,0 +1,119 @@
+"""The OpenAPI schema the service publishes, with the contract's error responses.
+
+BentoML generates ``/docs.json`` from the API methods, but documents its own error bodies
+(400 ``InvalidArgument``, 404, 500) that our middlewares never let through. ``contract_openapi``
+rewrites that spec to what clients really get: 401, 413, 422 (FastAPI's shape), 429 and 503 on
+every POST, the ``x-api-key`` security scheme, and the service's own title and version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from starlette.responses import Response
+
+from face_api.middleware import ASGIApp, Receive, Scope, Send
+
+API_KEY_SCHEME = "ApiKey"
+ERROR_MESSAGE = "ErrorMessage"
+_BENTOML_ERRORS = ("InvalidArgument", "NotFound", "InternalServerError")
+
+
+def _json_response(description: str, schema_ref: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}},
+    }
+
+
+POST_ERRORS: dict[str, dict[str, Any]] = {
+    "401": _json_response("Missing or unknown x-api-key", ERROR_MESSAGE),
+    "413": _json_response("Request body over the size limit", ERROR_MESSAGE),
+    "422": _json_response("Invalid input, naming the field", "HTTPValidationError"),
+    "429": _json_response("Too many requests in flight; retry later", ERROR_MESSAGE),
+    "503": _json_response("Inference backend unavailable or timed out; retry later", ERROR_MESSAGE),
+}
+ERROR_MESSAGE_SCHEMA = {
+    "type": "object",
+    "title": ERROR_MESSAGE,
+    "required": ["detail"],
+    "properties": {"detail": {"type": "string", "title": "Detail"}},
+}
+VALIDATION_SCHEMAS = {
+    "ValidationError": {
+        "type": "object",
+        "title": "ValidationError",
+        "required": ["loc", "msg", "type"],
+        "properties": {
+            "loc": {
+                "type": "array",
+                "title": "Location",
+                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            },
+            "msg": {"type": "string", "title": "Message"},
+            "type": {"type": "string", "title": "Error Type"},
+        },
+    },
+    "HTTPValidationError": {
+        "type": "object",
+        "title": "HTTPValidationError",
+        "required": ["detail"],
+        "properties": {
+            "detail": {
+                "type": "array",
+                "title": "Detail",
+                "items": {"$ref": "#/components/schemas/ValidationError"},
+            }
+        },
+    },
+}
+
+
+def contract_openapi(
+    spec: dict[str, Any], *, title: str, version: str, description: str, api_prefix: str = "/v1/"
+) -> dict[str, Any]:
+    """BentoML's generated spec, with the error responses and auth of the contract."""
+    spec = json.loads(json.dumps(spec))  # a deep copy, with status codes as strings (as served)
+    spec["info"] = {"title": title, "version": version, "description": description}
+    components = spec.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas[ERROR_MESSAGE] = ERROR_MESSAGE_SCHEMA
+    schemas.update(VALIDATION_SCHEMAS)
+    for name in _BENTOML_ERRORS:
+        schemas.pop(name, None)
+    components["securitySchemes"] = {
+        API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    }
+    for path, item in spec.get("paths", {}).items():
+        operation = item.get("post")
+        if not path.startswith(api_prefix) or operation is None:
+            continue
+        operation["responses"] = {"200": operation["responses"]["200"], **POST_ERRORS}
+        operation["security"] = [{API_KEY_SCHEME: []}]
+        _strip_bentoml_markers(operation.get("requestBody", {}))
+    return spec
+
+
+def _strip_bentoml_markers(request_body: dict[str, Any]) -> None:
+    """BentoML's non-standard ``root_input`` keyword is meaningless to OpenAPI tools."""
+    for media in request_body.get("content", {}).values():
+        media.get("schema", {}).pop("root_input", None)
+
+
+class OpenApiMiddleware:
+    """Answers ``GET /docs.json`` with the contract's spec, built once from BentoML's."""
+
+    def __init__(self, app: ASGIApp, build: Callable[[], dict[str, Any]]) -> None:
+        self.app = app
+        self.build = build
+        self._body: bytes | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != "/docs.json":
+            await self.app(scope, receive, send)
+            return
+        if self._body is None:
+            self._body = json.dumps(self.build()).encode()
+        await Response(self._body, media_type="application/json")(scope, receive, send)
