@@ -54,6 +54,7 @@ from face_api.schemas import (
     MultiEmbeddingsResponse,
     MultiFeatureReqBody,
     MultiFeatureResponse,
+    RequestInt,
     ScoreReqBody,
     ScoreResponse,
     ServerInfo,
@@ -70,7 +71,7 @@ T = TypeVar("T")
 info_app = FastAPI(
     title="face-api info", version=__version__, openapi_url=None, docs_url=None, redoc_url=None
 )
-MaxResults = Annotated[int, Field(ge=1, le=MAX_RESULTS_LIMIT)]
+MaxResults = Annotated[RequestInt, Field(ge=1, le=MAX_RESULTS_LIMIT)]
 API_DESCRIPTION = (
     "Face detection and recognition: the /v1 face API of api-reference.md (detect, features, "
     "embeddings, scores), decided where it is open by CONTRACT.md. Every POST needs an "
@@ -372,7 +373,7 @@ class FaceAPI:
     async def file_detect(
         self,
         image: Path,
-        seq: int = 0,
+        seq: RequestInt = 0,
         maxResults: MaxResults = 750,  # noqa: N803 - the wire name
         detectSortType: DetectSortTypeValue = 0,  # noqa: N803
     ) -> DetectResponse:

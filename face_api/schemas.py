@@ -6,12 +6,23 @@ reference's own snake_case ``face_detect``) are aliases, used both for reading a
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 MAX_RESULTS_LIMIT = 1000
-DetectSortTypeValue = Literal[0, 1, 2]
+# Numbers must be JSON integers: `true`, `1.5` or `"10"` are a 422, not silently coerced (multipart
+# fields arrive as text and BentoML decodes them as JSON first, so `maxResults=10` still works).
+RequestInt = Annotated[int, Strict()]
+
+
+def _json_integer(value: object) -> object:
+    if type(value) is not int:  # `Literal` alone would take True as 1 and 1.0 as 1
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+DetectSortTypeValue = Annotated[Literal[0, 1, 2], BeforeValidator(_json_integer)]
 
 
 class WireModel(BaseModel):
@@ -27,8 +38,8 @@ Base64Image = Field(
 
 
 class DetectReqBody(WireModel):
-    seq: int = Field(0, description="echoed back in the response")
-    max_results: int = Field(750, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT)
+    seq: RequestInt = Field(0, description="echoed back in the response")
+    max_results: RequestInt = Field(750, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT)
     detect_sort_type: DetectSortTypeValue = Field(
         0,
         alias="detectSortType",
@@ -47,7 +58,7 @@ class EmbeddingsReqBody(WireModel):
 
 class MultiFeatureReqBody(WireModel):
     image: str = Base64Image
-    max_results: int = Field(128, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT)
+    max_results: RequestInt = Field(128, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT)
 
 
 class MultiEmbeddingsReqBody(MultiFeatureReqBody):

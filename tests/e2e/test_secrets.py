@@ -1,0 +1,55 @@
+"""Keys and image bytes never reach the log; GETs reveal no keys or file paths."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+
+import httpx
+import pytest
+
+from tests.paths import IDENTITIES, ROOT
+from tests.server import API_KEY
+
+pytestmark = pytest.mark.e2e
+WRONG_KEY = "wrong-key-5e1f0c2b9d"
+GETS = ["/v1/health", "/v1/info/server", "/v1/info/model", "/v1/info/model/buffalo_sc_int8"]
+
+
+def excerpts(text: str, size: int = 40) -> list[str]:
+    """Slices from the start, middle and end of a long string, as a log excerpt would quote."""
+    middle = len(text) // 2
+    return [text[:size], text[middle : middle + size], text[-size:]]
+
+
+def test_keys_and_image_bytes_never_reach_the_log(server, api):
+    photo = base64.b64encode(IDENTITIES[1].read_bytes()).decode()
+    garbage = base64.b64encode(os.urandom(3000)).decode()
+    marker = "SECRET-INPUT-" + os.urandom(6).hex()
+    requests = [
+        api.post("/v1/feature", json={"image": photo}),  # served
+        api.post("/v1/detect", json={"image": garbage}),  # not an image
+        api.post("/v1/detect", json={"image": 5, "maxResults": marker}),  # schema validation
+        api.post("/v1/detect", json={"image": photo, "seq": marker}),
+        api.post("/v1/file/feature", files={"image": ("a.jpg", base64.b64decode(garbage))}),
+        api.post("/v1/file/detect", data={"image": marker}),  # text in a file field
+        httpx.post(f"{server.url}/v1/detect", headers={"x-api-key": WRONG_KEY}, json={}),
+        httpx.post(f"{server.url}/v1/detect", headers={"x-api-key": API_KEY + "x"}, json={}),
+    ]
+    assert [r.status_code for r in requests] == [200, 422, 422, 422, 422, 422, 401, 401]
+    time.sleep(1)  # the log is written by other processes
+    log = server.log()
+    assert "Exception on /v1/detect [POST]: invalid request" in log  # the requests were logged
+    for secret in (API_KEY, "second-key", WRONG_KEY, marker, *excerpts(photo), *excerpts(garbage)):
+        assert secret not in log, f"{secret[:12]}... found in the server log"
+
+
+def test_gets_reveal_no_keys_or_paths(server):
+    bentoml_home = os.environ["BENTOML_HOME"]
+    for path in [*GETS, "/docs.json", "/v1/info/model/no-such-pack"]:
+        text = httpx.get(f"{server.url}{path}").text
+        for secret in (API_KEY, "second-key", str(ROOT), bentoml_home, "/tmp/", "/root", "/home"):
+            assert secret not in text, (path, secret)
+    files = httpx.get(f"{server.url}/v1/info/model/buffalo_sc_int8").json()["files"]
+    assert all("/" not in f["name"] for f in files)  # the pack's file names, nothing above
