@@ -1,0 +1,321 @@
+"""Galleries of enrolled faces in Milvus (embedded Milvus Lite by default, or a Milvus server).
+
+One Milvus collection per gallery (its name hex-encoded, since Milvus names allow only letters,
+digits and ``_``), each face a row: ``face_id``, ``subject``, ``metadata`` (JSON) and the unit
+embedding, searched by cosine (the same scale as ``/v1/score``). A registry collection records each
+gallery's model pack and embedding size, so features of another pack are refused, never mixed.
+
+The calls block (gRPC); the service runs them off its event loop. Milvus Lite is one process's
+file: the store must live in exactly one process.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+GALLERY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+SUBJECT_MAX = 256
+REGISTRY = "face_api_galleries"
+_COLLECTION_PREFIX = "gallery_"
+_QUERY_PAGE = 16384  # Milvus's largest query window
+
+
+class GalleryError(Exception):
+    """A request the store cannot serve; ``status`` is the HTTP answer."""
+
+    status = 422
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFoundError(GalleryError):
+    status = 404
+
+
+class IncompatibleFeatureError(GalleryError):
+    """A feature of another model pack or embedding size than the gallery's."""
+
+
+@dataclass(frozen=True)
+class Match:
+    face_id: str
+    subject: str
+    metadata: dict[str, Any] | None
+    score: float
+
+
+@dataclass(frozen=True)
+class Face:
+    face_id: str
+    subject: str
+    metadata: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class GalleryInfo:
+    name: str
+    pack: str
+    dimension: int
+    faces: int
+
+
+class GalleryStore:
+    """Galleries for one model pack (``pack``, embeddings of ``dimension`` floats)."""
+
+    def __init__(self, uri: str, pack: str, dimension: int, token: str | None = None) -> None:
+        from pymilvus import MilvusClient
+
+        self.pack = pack
+        self.dimension = dimension
+        self.client = MilvusClient(uri=uri, token=token or "")
+        self._ensure_registry()
+
+    # -- galleries -------------------------------------------------------------------------
+    def galleries(self) -> list[GalleryInfo]:
+        rows = self.client.query(
+            REGISTRY,
+            filter='name != ""',
+            output_fields=["name", "pack", "dimension"],
+            limit=_QUERY_PAGE,
+        )
+        return sorted(
+            (
+                GalleryInfo(r["name"], r["pack"], int(r["dimension"]), self._count(r["name"]))
+                for r in rows
+            ),
+            key=lambda g: g.name,
+        )
+
+    def gallery(self, name: str) -> GalleryInfo:
+        registered = self._registered(name)
+        return GalleryInfo(
+            name, registered["pack"], int(registered["dimension"]), self._count(name)
+        )
+
+    def delete_gallery(self, name: str) -> None:
+        self._registered(name)
+        self.client.drop_collection(_collection(name))
+        self.client.delete(REGISTRY, ids=[name])
+
+    # -- faces -----------------------------------------------------------------------------
+    def enroll(
+        self,
+        gallery: str,
+        subject: str,
+        features: np.ndarray,
+        metadata: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Adds one face per row of ``features`` (unit embeddings); returns their new ids.
+
+        The gallery is made on its first enrollment, for this store's pack.
+        """
+        _check_subject(subject)
+        vectors = self._vectors(features)
+        self._open_or_create(gallery)
+        ids = [uuid.uuid4().hex for _ in vectors]
+        rows = [
+            {"face_id": i, "subject": subject, "metadata": metadata or {}, "vector": v.tolist()}
+            for i, v in zip(ids, vectors, strict=True)
+        ]
+        self.client.insert(_collection(gallery), rows)
+        return ids
+
+    def search(
+        self, gallery: str, features: np.ndarray, limit: int, threshold: float | None = None
+    ) -> list[list[Match]]:
+        """The best ``limit`` faces for each row of ``features``, best first, over ``threshold``."""
+        vectors = self._vectors(features)
+        self._open(gallery)
+        hits = self.client.search(
+            _collection(gallery),
+            data=[v.tolist() for v in vectors],
+            limit=limit,
+            output_fields=["subject", "metadata"],
+            search_params={"metric_type": "COSINE"},
+        )
+        return [
+            [
+                Match(h["face_id"], h["entity"]["subject"], _metadata(h["entity"]), h["distance"])
+                for h in per_probe
+                if threshold is None or h["distance"] >= threshold
+            ]
+            for per_probe in hits
+        ]
+
+    def verify(self, gallery: str, subject: str, feature: np.ndarray) -> Match:
+        """The subject's face closest to ``feature``."""
+        _check_subject(subject)
+        vector = self._vectors(feature.reshape(1, -1))[0]
+        self._open(gallery)
+        hits = self.client.search(
+            _collection(gallery),
+            data=[vector.tolist()],
+            limit=1,
+            filter=f"subject == {_quoted(subject)}",
+            output_fields=["subject", "metadata"],
+            search_params={"metric_type": "COSINE"},
+        )[0]
+        if not hits:
+            raise NotFoundError(f"subject {subject!r} is not in gallery {gallery!r}", "subject")
+        best = hits[0]
+        return Match(
+            best["face_id"], best["entity"]["subject"], _metadata(best["entity"]), best["distance"]
+        )
+
+    def subjects(self, gallery: str, offset: int, limit: int) -> tuple[list[tuple[str, int]], int]:
+        """A page of (subject, faces) in name order, and the number of subjects."""
+        self._open(gallery)
+        counts: dict[str, int] = {}
+        for row in self._all(gallery, ["subject"]):
+            counts[row["subject"]] = counts.get(row["subject"], 0) + 1
+        names = sorted(counts)
+        return [(s, counts[s]) for s in names[offset : offset + limit]], len(names)
+
+    def faces(
+        self, gallery: str, offset: int, limit: int, subject: str | None = None
+    ) -> tuple[list[Face], int]:
+        """A page of faces (by subject, then id), and how many there are."""
+        self._open(gallery)
+        where = f"subject == {_quoted(subject)}" if subject is not None else ""
+        rows = self._all(gallery, ["subject", "metadata"], where)
+        if subject is not None and not rows:
+            raise NotFoundError(f"subject {subject!r} is not in gallery {gallery!r}", "subject")
+        rows.sort(key=lambda r: (r["subject"], r["face_id"]))
+        page = [
+            Face(r["face_id"], r["subject"], _metadata(r)) for r in rows[offset : offset + limit]
+        ]
+        return page, len(rows)
+
+    def delete_face(self, gallery: str, face_id: str) -> None:
+        self._open(gallery)
+        if not self.client.get(_collection(gallery), ids=[face_id], output_fields=["face_id"]):
+            raise NotFoundError(f"face {face_id!r} is not in gallery {gallery!r}", "face_id")
+        self.client.delete(_collection(gallery), ids=[face_id])
+
+    def delete_subject(self, gallery: str, subject: str) -> int:
+        """Deletes every face of ``subject``; returns how many there were."""
+        _, count = self.faces(gallery, 0, 0, subject)
+        self.client.delete(_collection(gallery), filter=f"subject == {_quoted(subject)}")
+        return count
+
+    # -- internals -------------------------------------------------------------------------
+    def _ensure_registry(self) -> None:
+        from pymilvus import DataType
+
+        if self.client.has_collection(REGISTRY):
+            self.client.load_collection(REGISTRY)
+            return
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("name", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("pack", DataType.VARCHAR, max_length=256)
+        schema.add_field("dimension", DataType.INT64)
+        schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs one vector
+        index = self.client.prepare_index_params()
+        index.add_index("unused", metric_type="L2", index_type="FLAT")
+        self.client.create_collection(REGISTRY, schema=schema, index_params=index)
+
+    def _registered(self, name: str) -> dict[str, Any]:
+        _check_gallery_name(name)
+        found = self.client.get(REGISTRY, ids=[name], output_fields=["pack", "dimension"])
+        if not found:
+            raise NotFoundError(f"gallery {name!r} does not exist", "gallery")
+        return found[0]
+
+    def _open(self, name: str) -> None:
+        """The gallery must exist, be of this store's pack, and be loaded for search."""
+        registered = self._registered(name)
+        if registered["pack"] != self.pack or int(registered["dimension"]) != self.dimension:
+            raise IncompatibleFeatureError(
+                f"gallery {name!r} holds features of model pack {registered['pack']!r} "
+                f"({registered['dimension']}-d); this server runs {self.pack!r} "
+                f"({self.dimension}-d): features of different models are never mixed",
+                "gallery",
+            )
+        self.client.load_collection(_collection(name))
+
+    def _open_or_create(self, name: str) -> None:
+        from pymilvus import DataType
+
+        try:
+            self._open(name)
+            return
+        except NotFoundError:
+            pass
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("face_id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("subject", DataType.VARCHAR, max_length=SUBJECT_MAX * 4)
+        schema.add_field("metadata", DataType.JSON)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimension)
+        index = self.client.prepare_index_params()
+        index.add_index("vector", metric_type="COSINE", index_type="FLAT")
+        self.client.create_collection(_collection(name), schema=schema, index_params=index)
+        self.client.upsert(
+            REGISTRY,
+            [{"name": name, "pack": self.pack, "dimension": self.dimension, "unused": [0.0, 0.0]}],
+        )
+
+    def _vectors(self, features: np.ndarray) -> np.ndarray:
+        vectors = np.asarray(features, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
+            got = vectors.shape[-1] if vectors.ndim else 0
+            raise IncompatibleFeatureError(
+                f"expected {self.dimension}-d features of model pack {self.pack!r}, got {got}-d",
+                "feature",
+            )
+        if not np.isfinite(vectors).all() or (np.linalg.norm(vectors, axis=1) == 0).any():
+            raise GalleryError("features must be finite and non-zero", "feature")
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def _count(self, gallery: str) -> int:
+        self.client.load_collection(_collection(gallery))
+        rows = self.client.query(_collection(gallery), filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def _all(self, gallery: str, fields: list[str], where: str = "") -> list[dict[str, Any]]:
+        iterator = self.client.query_iterator(
+            _collection(gallery),
+            batch_size=_QUERY_PAGE // 4,
+            filter=where,
+            output_fields=["face_id", *fields],
+        )
+        rows: list[dict[str, Any]] = []
+        try:
+            while batch := iterator.next():
+                rows.extend(batch)
+        finally:
+            iterator.close()
+        return rows
+
+
+def _collection(gallery: str) -> str:
+    return _COLLECTION_PREFIX + gallery.encode("utf-8").hex()
+
+
+def _check_gallery_name(name: str) -> None:
+    if not GALLERY_NAME.match(name):
+        raise GalleryError(
+            "gallery names are 1-64 characters of letters, digits, '_', '-' and '.'", "gallery"
+        )
+
+
+def _check_subject(subject: str) -> None:
+    if not subject or len(subject) > SUBJECT_MAX:
+        raise GalleryError(f"subject must be 1-{SUBJECT_MAX} characters", "subject")
+
+
+def _quoted(text: str) -> str:
+    """A string literal for a Milvus filter expression."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _metadata(entity: dict[str, Any]) -> dict[str, Any] | None:
+    value = entity.get("metadata")
+    return value or None

@@ -1,0 +1,111 @@
+"""The gallery store on a real embedded Milvus Lite in a temporary folder (no stubs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from face_api.galleries import (
+    GalleryError,
+    GalleryStore,
+    IncompatibleFeatureError,
+    NotFoundError,
+)
+
+DIM = 512
+PACK = "buffalo_sc_int8"
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> GalleryStore:
+    db = tmp_path_factory.mktemp("galleries") / "galleries.db"
+    return GalleryStore(str(db), PACK, DIM)
+
+
+@pytest.fixture(scope="module")
+def people() -> np.ndarray:
+    return unit(np.random.default_rng(1).standard_normal((20, DIM)).astype(np.float32))
+
+
+def test_enrolled_faces_are_found_at_once_rank_1_best_first(store, people):
+    for i, person in enumerate(people):
+        ids = store.enroll("staff", f"person-{i}", person[np.newaxis], {"desk": i})
+        assert len(ids) == 1 and len(ids[0]) == 32
+    rng = np.random.default_rng(2)
+    probes = unit(people + 0.01 * rng.standard_normal(people.shape).astype(np.float32))
+    results = store.search("staff", probes, limit=3)
+    for i, matches in enumerate(results):
+        assert [m.subject for m in matches][0] == f"person-{i}"
+        assert matches[0].metadata == {"desk": i}
+        scores = [m.score for m in matches]
+        assert scores == sorted(scores, reverse=True) and scores[0] > 0.9 > scores[1]
+    strict = store.search("staff", probes[:1], limit=3, threshold=0.5)[0]
+    assert [m.subject for m in strict] == ["person-0"]
+
+
+def test_verify_pages_and_deletes(store, people):
+    store.enroll("desk", 'O"Brien \\ the second', people[:2])
+    store.enroll("desk", "ada", people[2:5], {"team": "x"})
+    match = store.verify("desk", 'O"Brien \\ the second', people[1])
+    assert match.score > 0.999 and match.subject == 'O"Brien \\ the second'
+    assert store.verify("desk", "ada", people[1]).score < 0.3  # ada's best, still not person 1
+    page, total = store.subjects("desk", offset=0, limit=1)
+    assert total == 2 and page == [('O"Brien \\ the second', 2)]
+    assert store.subjects("desk", offset=1, limit=5)[0] == [("ada", 3)]
+    faces, total = store.faces("desk", offset=0, limit=10, subject="ada")
+    assert total == 3 and {f.metadata["team"] for f in faces} == {"x"}
+    store.delete_face("desk", faces[0].face_id)
+    assert store.faces("desk", 0, 10)[1] == 4
+    assert store.delete_subject("desk", 'O"Brien \\ the second') == 2
+    assert store.gallery("desk").faces == 2
+    store.delete_gallery("desk")
+    assert "desk" not in [g.name for g in store.galleries()]
+
+
+def test_unknown_names_are_404(store, people):
+    store.enroll("known", "someone", people[:1])
+    for call in (
+        lambda: store.search("nope", people[:1], limit=1),
+        lambda: store.verify("known", "nobody", people[0]),
+        lambda: store.faces("known", 0, 10, subject="nobody"),
+        lambda: store.delete_face("known", "0" * 32),
+        lambda: store.delete_subject("known", "nobody"),
+        lambda: store.delete_gallery("nope"),
+        lambda: store.subjects("nope", 0, 10),
+    ):
+        with pytest.raises(NotFoundError):
+            call()
+
+
+def test_bad_input_is_refused(store, people):
+    with pytest.raises(IncompatibleFeatureError, match="512-d"):
+        store.enroll("known", "x", np.ones((1, 128), np.float32))
+    with pytest.raises(GalleryError, match="non-zero"):
+        store.search("known", np.zeros((1, DIM), np.float32), limit=1)
+    with pytest.raises(GalleryError, match="gallery names"):
+        store.enroll("no spaces or /", "x", people[:1])
+    with pytest.raises(GalleryError, match="subject"):
+        store.enroll("known", "", people[:1])
+
+
+def test_galleries_survive_a_reopen_and_refuse_another_pack(tmp_path, people):
+    db = str(tmp_path / "galleries.db")
+    first = GalleryStore(db, PACK, DIM)
+    ids = first.enroll("kept", "ada", people[:3])
+    first.client.close()
+
+    again = GalleryStore(db, PACK, DIM)
+    assert [(g.name, g.pack, g.faces) for g in again.galleries()] == [("kept", PACK, 3)]
+    assert again.search("kept", people[:1], limit=1)[0][0].face_id == ids[0]
+    again.client.close()
+
+    other = GalleryStore(db, "antelopev2", DIM)
+    with pytest.raises(IncompatibleFeatureError, match="never mixed"):
+        other.search("kept", people[:1], limit=1)
+    with pytest.raises(IncompatibleFeatureError):
+        other.enroll("kept", "bob", people[3:4])
+    other.client.close()
