@@ -1,0 +1,105 @@
+"""Gallery scale: enroll throughput and search latency at 10k and 100k enrolled features, against a
+brute-force numpy baseline (one matrix product over all features) in the same command.
+
+    .venv/bin/python -m benchmarks.galleries                  # 10k and 100k, about 5 minutes
+    .venv/bin/python -m benchmarks.galleries --sizes 1000     # quick
+
+Features are synthetic unit vectors (512-d, like the recognizer's); probes are noisy copies of
+enrolled ones, so rank-1 correctness is checked along the way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from face_api.galleries import GalleryStore
+
+DIM = 512
+ENROLL_BATCH = 1000  # faces per enroll call in the bulk phase
+SINGLE_ENROLLS = 200  # one-face enroll calls timed on top of the bulk
+PROBES = 100  # searches timed per size (--probes)
+TOP_K = 5
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def brute_force(gallery: np.ndarray, probe: np.ndarray, k: int) -> np.ndarray:
+    scores = gallery @ probe
+    best = np.argpartition(-scores, k)[:k]
+    return best[np.argsort(-scores[best])]
+
+
+def run(size: int, folder: Path, probes_count: int = PROBES) -> dict[str, float]:
+    rng = np.random.default_rng(size)
+    features = unit(rng.standard_normal((size, DIM)).astype(np.float32))
+    store = GalleryStore(str(folder / f"bench-{size}.db"), "synthetic", DIM)
+
+    start = time.perf_counter()
+    for first in range(0, size, ENROLL_BATCH):
+        batch = features[first : first + ENROLL_BATCH]
+        store.enroll("bench", f"subject-{first}", batch)
+    bulk_s = time.perf_counter() - start
+
+    singles = unit(rng.standard_normal((SINGLE_ENROLLS, DIM)).astype(np.float32))
+    single_times = []
+    for i, feature in enumerate(singles):
+        t0 = time.perf_counter()
+        store.enroll("bench", f"single-{i}", feature[np.newaxis])
+        single_times.append(time.perf_counter() - t0)
+
+    everything = np.concatenate([features, singles])
+    picks = rng.choice(size, probes_count, replace=False)
+    noise = 0.01 * rng.standard_normal((probes_count, DIM)).astype(np.float32)
+    probes = unit(features[picks] + noise)
+    ours, base, correct = [], [], 0
+    for pick, probe in zip(picks, probes, strict=True):
+        t0 = time.perf_counter()
+        matches = store.search("bench", probe[np.newaxis], limit=TOP_K)[0]
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        best = brute_force(everything, probe, TOP_K)
+        base.append(time.perf_counter() - t0)
+        correct += int(best[0] == pick and matches[0].subject == f"subject-{pick - pick % 1000}")
+    store.client.close()
+    return {
+        "size": size,
+        "bulk_faces_per_s": size / bulk_s,
+        "single_enroll_ms": statistics.median(single_times) * 1000,
+        "search_ms": statistics.median(ours) * 1000,
+        "search_p95_ms": sorted(ours)[int(len(ours) * 0.95)] * 1000,
+        "numpy_ms": statistics.median(base) * 1000,
+        "rank1": correct / probes_count,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--probes", type=int, default=PROBES)
+    args = parser.parse_args()
+    print(
+        "| enrolled | bulk enroll faces/s | one-face enroll median ms | search median ms | "
+        "search p95 ms | numpy brute force median ms | search / numpy | rank-1 |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        for size in args.sizes:
+            r = run(size, Path(folder), args.probes)
+            print(
+                f"| {r['size']:,} | {r['bulk_faces_per_s']:,.0f} | {r['single_enroll_ms']:.1f} | "
+                f"{r['search_ms']:.1f} | {r['search_p95_ms']:.1f} | {r['numpy_ms']:.1f} | "
+                f"{r['search_ms'] / r['numpy_ms']:.2f}x | {r['rank1']:.2f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
