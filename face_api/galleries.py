@@ -147,7 +147,7 @@ class GalleryStore:
         )
         return [
             [
-                Match(h["face_id"], h["entity"]["subject"], _metadata(h["entity"]), h["distance"])
+                Match(_hit_id(h), h["entity"]["subject"], _metadata(h["entity"]), h["distance"])
                 for h in per_probe
                 if threshold is None or h["distance"] >= threshold
             ]
@@ -171,7 +171,7 @@ class GalleryStore:
             raise NotFoundError(f"subject {subject!r} is not in gallery {gallery!r}", "subject")
         best = hits[0]
         return Match(
-            best["face_id"], best["entity"]["subject"], _metadata(best["entity"]), best["distance"]
+            _hit_id(best), best["entity"]["subject"], _metadata(best["entity"]), best["distance"]
         )
 
     def subjects(self, gallery: str, offset: int, limit: int) -> tuple[list[tuple[str, int]], int]:
@@ -321,6 +321,11 @@ def _check_subject(subject: str) -> None:
 def _quoted(text: str) -> str:
     """A string literal for a Milvus filter expression."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _hit_id(hit: Any) -> str:
+    """A search hit's primary key: pymilvus 2.6 names it ``id``, 3.x by its field name."""
+    return str(hit["id"] if "id" in hit else hit["face_id"])
 
 
 def _metadata(entity: dict[str, Any]) -> dict[str, Any] | None:
