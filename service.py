@@ -23,6 +23,7 @@ from face_api import __version__
 from face_api.errors import RequestError
 from face_api.faces import DetectSortType, align_faces
 from face_api.features import cosine, encode_feature, feature_score
+from face_api.gallery_api import router as gallery_router
 from face_api.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
@@ -61,6 +62,7 @@ from face_api.schemas import (
 )
 from face_api.settings import get_settings
 from face_api.startup import enable_service_logging, refuse_to_start
+from runners.gallery_service import GalleryStoreService
 from runners.insightface_runner import InsightFaceRunner
 
 log = logging.getLogger("face_api")
@@ -71,6 +73,7 @@ T = TypeVar("T")
 info_app = FastAPI(
     title="face-api info", version=__version__, openapi_url=None, docs_url=None, redoc_url=None
 )
+info_app.include_router(gallery_router)
 MaxResults = Annotated[RequestInt, Field(ge=1, le=MAX_RESULTS_LIMIT)]
 API_DESCRIPTION = (
     "Face detection and recognition: the /v1 face API of api-reference.md (detect, features, "
@@ -132,6 +135,7 @@ class RunnerBackend:
 @bentoml.asgi_app(info_app, path="/v1")
 class FaceAPI:
     runner = bentoml.depends(InsightFaceRunner)
+    gallery_store = bentoml.depends(GalleryStoreService)
 
     def __init__(self) -> None:
         enable_service_logging()

@@ -36,6 +36,18 @@ def _is_api_post(scope: Scope) -> bool:
     )
 
 
+# GETs anyone may make: liveness and what is served. Everything else under /v1/ needs a key
+# (the gallery GETs and DELETEs list and remove enrolled people).
+PUBLIC_GET_PREFIXES = ("/v1/health", "/v1/info/")
+
+
+def _needs_key(scope: Scope) -> bool:
+    if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+        return False
+    public = scope["method"] in ("GET", "HEAD") and scope["path"].startswith(PUBLIC_GET_PREFIXES)
+    return not public
+
+
 def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
@@ -138,7 +150,8 @@ class ConcurrencyLimitMiddleware:
 
 
 class ApiKeyMiddleware:
-    """401 for a POST under /v1/ without a configured ``x-api-key``; GETs need no key.
+    """401 for a request under /v1/ without a configured ``x-api-key``, except the public GETs
+    (``/v1/health``, ``/v1/info/...``).
 
     The SHA-256 of the presented key is compared with every configured key's, each with
     ``hmac.compare_digest`` and no early exit: the time taken depends neither on which key, nor
@@ -159,7 +172,7 @@ class ApiKeyMiddleware:
         return matched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.enabled and _is_api_post(scope):
+        if self.enabled and _needs_key(scope):
             presented = _header(scope, b"x-api-key")
             if presented is None or not presented.strip():
                 message = "missing x-api-key header"
@@ -297,6 +310,9 @@ def rewrite_error(status: int, body: bytes) -> tuple[int, bytes]:
     except ValueError:
         payload = None
     if isinstance(payload, dict) and "detail" in payload and "error" not in payload:
+        if status == 400 and isinstance(payload["detail"], str):  # FastAPI: unparsable body
+            item = {"type": "value_error", "loc": ["body"], "msg": payload["detail"]}
+            return 422, json.dumps({"detail": [item]}).encode()
         return status, body  # already in the contract's shape (ours)
     if status == 400 and isinstance(payload, dict) and isinstance(payload.get("detail"), list):
         return 422, json.dumps({"detail": [_fastapi_item(i) for i in payload["detail"]]}).encode()

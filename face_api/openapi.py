@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from face_api.middleware import ASGIApp, Receive, Scope, Send
+from face_api.middleware import PUBLIC_GET_PREFIXES, ASGIApp, Receive, Scope, Send
 
 API_KEY_SCHEME = "ApiKey"
 ERROR_MESSAGE = "ErrorMessage"
@@ -87,12 +87,23 @@ def contract_openapi(
         API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "x-api-key"}
     }
     for path, item in spec.get("paths", {}).items():
-        operation = item.get("post")
-        if not path.startswith(api_prefix) or operation is None:
+        if not path.startswith(api_prefix):
             continue
-        operation["responses"] = {"200": operation["responses"]["200"], **POST_ERRORS}
-        operation["security"] = [{API_KEY_SCHEME: []}]
-        _strip_bentoml_markers(operation.get("requestBody", {}))
+        for method, operation in item.items():
+            if method == "get" and path.startswith(PUBLIC_GET_PREFIXES):
+                continue
+            operation["security"] = [{API_KEY_SCHEME: []}]
+            if "x-bentoml-name" in operation:  # a native BentoML API: its errors are BentoML's
+                operation["responses"] = {"200": operation["responses"]["200"], **POST_ERRORS}
+                _strip_bentoml_markers(operation.get("requestBody", {}))
+            else:  # a FastAPI route: keep what it documents (404s), add what it lacks
+                errors = (
+                    POST_ERRORS
+                    if method == "post"
+                    else {code: POST_ERRORS[code] for code in ("401", "422", "503")}
+                )
+                for code, response in errors.items():
+                    operation["responses"].setdefault(code, response)
     return spec
 
 

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     # On CPU the recognizer runs on OpenVINO when it is installed (faster, same embeddings).
     cpu_recognizer: Literal["openvino", "onnxruntime"] = "openvino"
 
+    # --- galleries ------------------------------------------------------------------------
+    # Embedded Milvus Lite keeps every gallery in this folder; or set a Milvus server's URI
+    # (``http://milvus:19530``) and, if it needs one, its token (``user:password``).
+    gallery_dir: Path = Path("galleries")
+    gallery_uri: str | None = None
+    gallery_token: str | None = Field(default=None, repr=False)
+
     # --- ONNX Runtime ---------------------------------------------------------------------
     intra_op_threads: int = Field(default_factory=available_cpu_count, ge=1)
     # Idle intra-op threads spinning after a run: faster back-to-back runs, but they take cores

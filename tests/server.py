@@ -40,7 +40,9 @@ def launch(
     log_path: Path, env: dict[str, str], target: str = "service:FaceAPI", cwd: Path = ROOT
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    full_env = {**os.environ, "FACE_DEVICE": "auto", **env}
+    # Each server keeps its galleries beside its log unless the test says where.
+    gallery_dir = str(log_path.parent / "galleries")
+    full_env = {**os.environ, "FACE_DEVICE": "auto", "FACE_GALLERY_DIR": gallery_dir, **env}
     log = log_path.open("wb")
     process = subprocess.Popen(
         [

@@ -58,6 +58,11 @@ def test_curl_examples_run_and_answer(server):
     assert {"version", "embeddings", "face_detect"} in keys
     assert {"version", "embeddings_info_list"} in keys
     assert {"score", "face_detects"} in keys
+    assert {"gallery", "subject", "faces"} in keys  # enroll
+    assert {"gallery", "results"} in keys  # search
+    searched = next(a for a in answers if set(a) == {"gallery", "results"})
+    assert searched["results"][0]["matches"][0]["subject"] == "yuke"
+    assert {"deleted": 1} in answers
     assert {"score"} in keys
     assert {"status": "ok"} in answers
     scores = [a["score"] for a in answers if "score" in a]

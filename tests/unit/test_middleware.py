@@ -41,7 +41,9 @@ async def bentoml_validation(request: Request) -> JSONResponse:
 def make_client(keys=("k1", "k2"), enabled=True, max_bytes=1000) -> TestClient:
     app = Starlette(
         routes=[
-            Route("/v1/echo", echo, methods=["POST", "GET"]),
+            Route("/v1/echo", echo, methods=["POST", "GET", "DELETE"]),
+            Route("/v1/health", echo, methods=["GET"]),
+            Route("/v1/info/server", echo, methods=["GET"]),
             Route("/v1/file/echo", echo, methods=["POST"]),
             Route("/v1/invalid", bentoml_validation, methods=["POST"]),
             Route("/v1/text404", lambda r: PlainTextResponse("Not Found", 404), methods=["POST"]),
@@ -64,10 +66,15 @@ def test_post_without_a_valid_key_is_401(headers):
     assert isinstance(response.json()["detail"], str)
 
 
-def test_any_configured_key_passes_and_gets_need_none():
+def test_any_configured_key_passes_and_only_public_gets_need_none():
     client = make_client()
     assert client.post("/v1/echo", headers={"x-api-key": "k2"}, content=b"ab").json() == {"size": 2}
-    assert client.get("/v1/echo").status_code == 200
+    assert client.get("/v1/health").status_code == 200
+    assert client.get("/v1/info/server").status_code == 200
+    # Any other GET (the galleries list enrolled people) and any DELETE need a key.
+    assert client.get("/v1/echo").status_code == 401
+    assert client.delete("/v1/echo").status_code == 401
+    assert client.get("/v1/echo", headers={"x-api-key": "k1"}).status_code == 200
 
 
 def test_auth_off_lets_posts_through():
@@ -234,4 +241,14 @@ def test_rewrite_of_bentoml_error_bodies():
     )
     assert json.loads(body) == {
         "detail": [{"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error"}]
+    }
+
+
+def test_fastapi_body_parse_errors_become_422():
+    status, body = rewrite_error(400, b'{"detail": "There was an error parsing the body"}')
+    assert status == 422
+    assert json.loads(body) == {
+        "detail": [
+            {"type": "value_error", "loc": ["body"], "msg": "There was an error parsing the body"}
+        ]
     }

@@ -11,6 +11,7 @@ BENTOML_SPEC = {
         "/healthz": {"get": {"responses": {200: {"description": "ok"}}}},
         "/v1/detect": {
             "post": {
+                "x-bentoml-name": "detect",
                 "responses": {
                     200: {"description": "Successful Response"},
                     400: {"description": "Bad Request"},
@@ -21,6 +22,9 @@ BENTOML_SPEC = {
             }
         },
         "/v1/health": {"get": {"responses": {"200": {"description": "ok"}}}},
+        "/v1/galleries/{gallery}": {
+            "delete": {"responses": {"200": {}, "404": {"description": "Unknown gallery"}}}
+        },
     },
     "components": {"schemas": {"InvalidArgument": {}, "NotFound": {}, "DetectResult": {}}},
 }
@@ -47,3 +51,11 @@ def test_gets_and_infrastructure_paths_are_left_alone():
     assert spec["paths"]["/v1/health"] == BENTOML_SPEC["paths"]["/v1/health"]
     assert "security" not in spec["paths"]["/healthz"]["get"]
     assert BENTOML_SPEC["paths"]["/v1/detect"]["post"]["responses"][400]  # input not mutated
+
+
+def test_fastapi_routes_keep_their_errors_and_need_the_key():
+    spec = contract_openapi(BENTOML_SPEC, title="t", version="v", description="d")
+    delete = spec["paths"]["/v1/galleries/{gallery}"]["delete"]
+    assert delete["responses"]["404"] == {"description": "Unknown gallery"}
+    assert {"401", "422", "503"} <= set(delete["responses"]) and "413" not in delete["responses"]
+    assert delete["security"] == [{"ApiKey": []}]

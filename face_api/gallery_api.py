@@ -1,0 +1,376 @@
+"""``/v1/galleries/...``: enroll, search, verify, list and delete enrolled faces.
+
+FastAPI routes (GET and DELETE are needed, which BentoML's native APIs cannot serve), mounted with
+the info app at ``/v1``. Faces are found and embedded by the same pipeline as ``/v1/feature``;
+features go to the ``GalleryStore`` service, which owns the Milvus database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any, Protocol
+
+import aiohttp
+import bentoml
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from face_api.errors import RequestError
+from face_api.faces import DetectSortType
+from face_api.features import decode_feature
+from face_api.gallery_schemas import (
+    Deleted,
+    EnrolledFace,
+    EnrollReqBody,
+    EnrollResponse,
+    FaceEntry,
+    FacePage,
+    GalleryEntry,
+    GalleryList,
+    MatchResult,
+    SearchReqBody,
+    SearchResponse,
+    SearchResult,
+    SubjectEntry,
+    SubjectPage,
+    VerifyReqBody,
+    VerifyResponse,
+)
+from face_api.pipeline import FacePipeline
+from face_api.responses import detect_result
+from face_api.schemas import ErrorMessage
+
+PAGE_LIMIT = 1000
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorMessage, "description": "Missing or unknown x-api-key"},
+    404: {"model": ErrorMessage, "description": "Unknown gallery, subject or face"},
+    503: {"model": ErrorMessage, "description": "Gallery store or runner unavailable"},
+}
+
+
+class GalleryHost(Protocol):
+    """What the routes need from the service instance (``service.FaceAPI``)."""
+
+    gallery_store: Any
+
+    async def pipeline(self) -> FacePipeline: ...
+    async def model_info(self) -> dict[str, Any]: ...
+
+
+class StoreError(Exception):
+    """The gallery store's answer to a request it could not serve (404, 422) or its absence."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+    def response(self) -> JSONResponse:
+        if self.status == 422:
+            return JSONResponse(RequestError(self.field or "body", self.message).body(), 422)
+        headers = {"retry-after": "1"} if self.status == 503 else None
+        return JSONResponse({"detail": self.message}, self.status, headers=headers)
+
+
+def host() -> GalleryHost:
+    return bentoml.get_current_service()
+
+
+Host = Annotated[GalleryHost, Depends(host)]
+router = APIRouter(tags=["Galleries"], responses=ERRORS)
+
+
+# -- plumbing -------------------------------------------------------------------------------------
+async def _call(svc: GalleryHost, method: str, **kwargs: Any) -> Any:
+    info = await svc.model_info()
+    pack, dimension = info["pack"]["name"], info["recognizer"]["embedding_size"]
+    try:
+        answer = await getattr(svc.gallery_store.to_async, method)(
+            pack=pack, dimension=dimension, **kwargs
+        )
+    except (bentoml.exceptions.BentoMLException, aiohttp.ClientError, OSError) as exc:
+        message = f"gallery store unavailable ({type(exc).__name__}); retry later"
+        raise StoreError(503, message) from None
+    if "error" in answer:
+        error = answer["error"]
+        raise StoreError(error["status"], error["message"], error.get("field"))
+    return answer["result"]
+
+
+async def _probes(
+    svc: GalleryHost, image: bytes | str | None, feature: str | None, all_faces: bool, limit: int
+) -> tuple[np.ndarray, list[Any]]:
+    """Unit features to store or search with, and each one's face_detect (None for a feature)."""
+    if (image is None) == (feature is None):
+        raise RequestError("image", "give exactly one of image or feature")
+    if feature is not None:
+        return decode_feature(feature, "feature")[np.newaxis], [None]
+    pipe = await svc.pipeline()
+    if isinstance(image, str):
+        picture = pipe.image_from_base64(image, "image")
+    else:
+        picture = pipe.image_from_bytes(image, "image")
+    faces = await pipe.find_faces(picture, DetectSortType.AREA, limit if all_faces else 1)
+    if not len(faces):
+        raise RequestError("image", "no face found in the image", type_="value_error.no_face")
+    embeddings = await pipe.embed_faces(picture, faces)
+    return embeddings, [detect_result(f, picture.shape) for f in faces]
+
+
+async def _guard(work: Any) -> Any:
+    """Our errors as the contract's responses; a deadline like every other request."""
+    from face_api.settings import get_settings
+
+    timeout = get_settings().request_timeout_s
+    try:
+        async with asyncio.timeout(timeout):
+            return await work
+    except RequestError as exc:
+        return JSONResponse(exc.body(), status_code=exc.status)
+    except ValidationError as exc:
+        items = [
+            {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        return JSONResponse({"detail": items}, status_code=422)
+    except StoreError as exc:
+        return exc.response()
+    except TimeoutError:
+        return JSONResponse(
+            {"detail": f"request timed out after {timeout} s; retry later"},
+            503,
+            headers={"retry-after": "1"},
+        )
+
+
+# -- enroll, search, verify -----------------------------------------------------------------------
+async def _enroll(svc: GalleryHost, gallery: str, body: EnrollReqBody, image: Any) -> Any:
+    features, detects = await _probes(svc, image, body.feature, body.all_faces, body.max_results)
+    ids = await _call(
+        svc,
+        "enroll",
+        gallery=gallery,
+        subject=body.subject,
+        features=features.astype(np.float32),
+        metadata=body.metadata,
+    )
+    faces = [EnrolledFace(face_id=i, face_detect=d) for i, d in zip(ids, detects, strict=True)]
+    return EnrollResponse(gallery=gallery, subject=body.subject, faces=faces)
+
+
+async def _search(svc: GalleryHost, gallery: str, body: SearchReqBody, image: Any) -> Any:
+    features, detects = await _probes(svc, image, body.feature, body.all_faces, body.max_faces)
+    found = await _call(
+        svc,
+        "search",
+        gallery=gallery,
+        features=features.astype(np.float32),
+        limit=body.max_results,
+        threshold=body.threshold,
+    )
+    results = [
+        SearchResult(face_detect=d, matches=[MatchResult(**m) for m in matches])
+        for d, matches in zip(detects, found, strict=True)
+    ]
+    return SearchResponse(gallery=gallery, results=results)
+
+
+async def _verify(svc: GalleryHost, gallery: str, body: VerifyReqBody, image: Any) -> Any:
+    features, detects = await _probes(svc, image, body.feature, False, 1)
+    best = await _call(
+        svc,
+        "verify",
+        gallery=gallery,
+        subject=body.subject,
+        features=features[:1].astype(np.float32),
+    )
+    threshold = float((await svc.model_info())["pack"]["match_threshold"])
+    return VerifyResponse(
+        subject=best["subject"],
+        face_id=best["face_id"],
+        score=best["score"],
+        threshold=threshold,
+        match=best["score"] >= threshold,
+        face_detect=detects[0],
+    )
+
+
+@router.post("/galleries/{gallery}/faces", response_model=EnrollResponse)
+async def enroll(gallery: str, body: EnrollReqBody, svc: Host) -> Any:
+    """Enrolls the image's largest face (or all, with allFaces), or a feature, as `subject`."""
+    return await _guard(_enroll(svc, gallery, body, body.image))
+
+
+@router.post("/galleries/{gallery}/search", response_model=SearchResponse)
+async def search(gallery: str, body: SearchReqBody, svc: Host) -> Any:
+    """The gallery's closest faces to the image's largest face (or each face), or a feature."""
+    return await _guard(_search(svc, gallery, body, body.image))
+
+
+@router.post("/galleries/{gallery}/verify", response_model=VerifyResponse)
+async def verify(gallery: str, body: VerifyReqBody, svc: Host) -> Any:
+    """Whether the image's largest face (or a feature) is `subject`: the best score and match."""
+    return await _guard(_verify(svc, gallery, body, body.image))
+
+
+# -- multipart twins ------------------------------------------------------------------------------
+def _metadata_form(text: str | None) -> dict[str, Any] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise RequestError("metadata", "metadata must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise RequestError("metadata", "metadata must be a JSON object")
+    return value
+
+
+@router.post("/file/galleries/{gallery}/faces", response_model=EnrollResponse)
+async def file_enroll(
+    gallery: str,
+    svc: Host,
+    image: Annotated[UploadFile, File()],
+    subject: Annotated[str, Form(min_length=1, max_length=256)],
+    metadata: Annotated[str | None, Form(description="a JSON object")] = None,
+    allFaces: Annotated[bool, Form()] = False,  # noqa: N803 - the wire name
+    maxResults: Annotated[int, Form(ge=1, le=1000)] = 128,  # noqa: N803
+) -> Any:
+    """The multipart twin of POST /v1/galleries/{gallery}/faces."""
+
+    async def work() -> Any:
+        body = EnrollReqBody(
+            subject=subject,
+            metadata=_metadata_form(metadata),
+            all_faces=allFaces,
+            max_results=maxResults,
+        )
+        return await _enroll(svc, gallery, body, await image.read())
+
+    return await _guard(work())
+
+
+@router.post("/file/galleries/{gallery}/search", response_model=SearchResponse)
+async def file_search(
+    gallery: str,
+    svc: Host,
+    image: Annotated[UploadFile, File()],
+    maxResults: Annotated[int, Form(ge=1, le=1000)] = 5,  # noqa: N803
+    threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
+    allFaces: Annotated[bool, Form()] = False,  # noqa: N803
+    maxFaces: Annotated[int, Form(ge=1, le=1000)] = 128,  # noqa: N803
+) -> Any:
+    """The multipart twin of POST /v1/galleries/{gallery}/search."""
+    body = SearchReqBody(
+        max_results=maxResults, threshold=threshold, all_faces=allFaces, max_faces=maxFaces
+    )
+
+    async def work() -> Any:
+        return await _search(svc, gallery, body, await image.read())
+
+    return await _guard(work())
+
+
+@router.post("/file/galleries/{gallery}/verify", response_model=VerifyResponse)
+async def file_verify(
+    gallery: str,
+    svc: Host,
+    image: Annotated[UploadFile, File()],
+    subject: Annotated[str, Form(min_length=1, max_length=256)],
+) -> Any:
+    """The multipart twin of POST /v1/galleries/{gallery}/verify."""
+    body = VerifyReqBody(subject=subject)
+
+    async def work() -> Any:
+        return await _verify(svc, gallery, body, await image.read())
+
+    return await _guard(work())
+
+
+# -- listing and deleting -------------------------------------------------------------------------
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=PAGE_LIMIT)]
+
+
+@router.get("/galleries", response_model=GalleryList)
+async def list_galleries(svc: Host) -> Any:
+    """Every gallery: its model pack, embedding size and number of faces."""
+
+    async def work() -> Any:
+        found = await _call(svc, "galleries")
+        entries = [
+            GalleryEntry(
+                name=g["name"],
+                model_name=g["pack"],
+                embedding_size=g["dimension"],
+                faces=g["faces"],
+            )
+            for g in found
+        ]
+        return GalleryList(galleries=entries)
+
+    return await _guard(work())
+
+
+@router.get("/galleries/{gallery}/subjects", response_model=SubjectPage)
+async def list_subjects(gallery: str, svc: Host, offset: Offset = 0, limit: Limit = 100) -> Any:
+    """A page of the gallery's subjects, in name order, with their numbers of faces."""
+
+    async def work() -> Any:
+        page = await _call(svc, "subjects", gallery=gallery, offset=offset, limit=limit)
+        subjects = [SubjectEntry(**s) for s in page["subjects"]]
+        return SubjectPage(subjects=subjects, total=page["total"], offset=offset, limit=limit)
+
+    return await _guard(work())
+
+
+@router.get("/galleries/{gallery}/faces", response_model=FacePage)
+async def list_faces(
+    gallery: str,
+    svc: Host,
+    subject: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> Any:
+    """A page of the gallery's faces (optionally one subject's), by subject then face id."""
+
+    async def work() -> Any:
+        page = await _call(
+            svc, "faces", gallery=gallery, offset=offset, limit=limit, subject=subject
+        )
+        faces = [FaceEntry(**f) for f in page["faces"]]
+        return FacePage(faces=faces, total=page["total"], offset=offset, limit=limit)
+
+    return await _guard(work())
+
+
+@router.delete("/galleries/{gallery}/faces/{face_id}", response_model=Deleted)
+async def delete_face(gallery: str, face_id: str, svc: Host) -> Any:
+    """Deletes one face."""
+
+    async def work() -> Any:
+        return Deleted(deleted=await _call(svc, "delete_face", gallery=gallery, face_id=face_id))
+
+    return await _guard(work())
+
+
+@router.delete("/galleries/{gallery}/subjects/{subject}", response_model=Deleted)
+async def delete_subject(gallery: str, subject: str, svc: Host) -> Any:
+    """Deletes every face of a subject."""
+
+    async def work() -> Any:
+        return Deleted(deleted=await _call(svc, "delete_subject", gallery=gallery, subject=subject))
+
+    return await _guard(work())
+
+
+@router.delete("/galleries/{gallery}", response_model=Deleted)
+async def delete_gallery(gallery: str, svc: Host) -> Any:
+    """Deletes a gallery and all its faces."""
+
+    async def work() -> Any:
+        return Deleted(deleted=await _call(svc, "delete_gallery", gallery=gallery))
+
+    return await _guard(work())

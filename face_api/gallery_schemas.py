@@ -1,0 +1,127 @@
+"""Request and response bodies of ``/v1/galleries/...``, in the reference's style (camelCase keys,
+``face_detect`` as in the other responses, features as base64 little-endian float32)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, StrictBool
+
+from face_api.schemas import MAX_RESULTS_LIMIT, DetectResult, RequestInt, WireModel
+
+Subject = Field(min_length=1, max_length=256, description="the enrolled person's name or id")
+Image = Field(None, description="base64 encoded image; give either image or feature")
+Feature = Field(None, description="a feature as /v1/feature returns it; or give image")
+
+
+class EnrollReqBody(WireModel):
+    subject: str = Subject
+    image: str | None = Image
+    feature: str | None = Feature
+    metadata: dict[str, Any] | None = Field(
+        None, description="any JSON object, returned in matches"
+    )
+    all_faces: StrictBool = Field(
+        False, alias="allFaces", description="enroll every face (up to maxResults), not the largest"
+    )
+    max_results: RequestInt = Field(128, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT)
+
+
+class EnrolledFace(WireModel):
+    face_id: str = Field(alias="faceId")
+    face_detect: DetectResult | None = None
+
+
+class EnrollResponse(WireModel):
+    gallery: str
+    subject: str
+    faces: list[EnrolledFace]
+
+
+class SearchReqBody(WireModel):
+    image: str | None = Image
+    feature: str | None = Feature
+    max_results: RequestInt = Field(
+        5, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT, description="matches per probe face"
+    )
+    threshold: float | None = Field(
+        None, ge=-1.0, le=1.0, description="only matches with a cosine score at least this"
+    )
+    all_faces: StrictBool = Field(
+        False, alias="allFaces", description="search with every face of the image, not the largest"
+    )
+    max_faces: RequestInt = Field(
+        128, alias="maxFaces", ge=1, le=MAX_RESULTS_LIMIT, description="probe faces with allFaces"
+    )
+
+
+class MatchResult(WireModel):
+    subject: str
+    face_id: str = Field(alias="faceId")
+    metadata: dict[str, Any] | None = None
+    score: float
+
+
+class SearchResult(WireModel):
+    face_detect: DetectResult | None = None
+    matches: list[MatchResult]
+
+
+class SearchResponse(WireModel):
+    gallery: str
+    results: list[SearchResult]
+
+
+class VerifyReqBody(WireModel):
+    subject: str = Subject
+    image: str | None = Image
+    feature: str | None = Feature
+
+
+class VerifyResponse(WireModel):
+    subject: str
+    face_id: str = Field(alias="faceId", description="the subject's closest face")
+    score: float
+    threshold: float = Field(description="the model pack's recommended match threshold")
+    match: bool = Field(description="score >= threshold")
+    face_detect: DetectResult | None = None
+
+
+class GalleryEntry(WireModel):
+    name: str
+    model_name: str = Field(alias="modelName")
+    embedding_size: int = Field(alias="embeddingSize")
+    faces: int
+
+
+class GalleryList(WireModel):
+    galleries: list[GalleryEntry]
+
+
+class SubjectEntry(WireModel):
+    subject: str
+    faces: int
+
+
+class SubjectPage(WireModel):
+    subjects: list[SubjectEntry]
+    total: int
+    offset: int
+    limit: int
+
+
+class FaceEntry(WireModel):
+    face_id: str = Field(alias="faceId")
+    subject: str
+    metadata: dict[str, Any] | None = None
+
+
+class FacePage(WireModel):
+    faces: list[FaceEntry]
+    total: int
+    offset: int
+    limit: int
+
+
+class Deleted(WireModel):
+    deleted: int = Field(description="how many faces were deleted")

@@ -1,0 +1,161 @@
+"""The BentoML service that owns the galleries: one worker, since an embedded Milvus Lite database
+is one process's file (the API may run several workers; they all reach the store through here).
+
+Its methods answer ``{"result": ...}`` or ``{"error": {"status", "message", "field"}}``: an
+exception raised here would reach the API only as an opaque 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+from bentoml.validators import DType
+
+from face_api.galleries import GalleryError, GalleryStore
+from face_api.settings import get_settings
+from face_api.startup import enable_service_logging
+
+log = logging.getLogger("face_api.galleries")
+settings = get_settings()
+Features = Annotated[np.ndarray, DType("float32")]
+
+
+@bentoml.service(
+    name="GalleryStore",
+    workers=1,
+    threads=1,  # calls run one at a time, in order: enrolls and deletes are never interleaved
+    traffic={"timeout": settings.request_timeout_s},
+    # As for the runner: bentoml 1.4.40 recycles its client session every `max_requests` calls
+    # while others are in flight on it, and those fail with ServerDisconnectedError.
+    runner_connection={"max_requests": 10**9, "max_age": 1e9},
+)
+class GalleryStoreService:
+    def __init__(self) -> None:
+        enable_service_logging()
+        self._stores: dict[tuple[str, int], GalleryStore] = {}
+
+    def _store(self, pack: str, dimension: int) -> GalleryStore:
+        """Opened on first use, so a server that never touches galleries never starts Milvus."""
+        key = (pack, dimension)
+        if key not in self._stores:
+            if settings.gallery_uri:
+                uri = settings.gallery_uri
+            else:
+                settings.gallery_dir.mkdir(parents=True, exist_ok=True)
+                uri = str(settings.gallery_dir.resolve() / "galleries.db")
+            self._stores[key] = GalleryStore(uri, pack, dimension, settings.gallery_token)
+            log.info("galleries opened (%s)", "Milvus server" if settings.gallery_uri else uri)
+        return self._stores[key]
+
+    @staticmethod
+    def _answer(call: Callable[[], Any]) -> dict[str, Any]:
+        try:
+            return {"result": call()}
+        except GalleryError as exc:
+            return {"error": {"status": exc.status, "message": exc.message, "field": exc.field}}
+
+    @bentoml.api
+    def enroll(
+        self,
+        pack: str,
+        dimension: int,
+        gallery: str,
+        subject: str,
+        features: Features,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        store = self._store(pack, dimension)
+        return self._answer(lambda: store.enroll(gallery, subject, features, metadata))
+
+    @bentoml.api
+    def search(
+        self,
+        pack: str,
+        dimension: int,
+        gallery: str,
+        features: Features,
+        limit: int,
+        threshold: float | None = None,
+    ) -> dict[str, Any]:
+        store = self._store(pack, dimension)
+        return self._answer(
+            lambda: [
+                [asdict(m) for m in matches]
+                for matches in store.search(gallery, features, limit, threshold)
+            ]
+        )
+
+    @bentoml.api
+    def verify(
+        self, pack: str, dimension: int, gallery: str, subject: str, features: Features
+    ) -> dict[str, Any]:
+        store = self._store(pack, dimension)
+        return self._answer(lambda: asdict(store.verify(gallery, subject, features[0])))
+
+    @bentoml.api
+    def galleries(self, pack: str, dimension: int) -> dict[str, Any]:
+        store = self._store(pack, dimension)
+        return self._answer(lambda: [asdict(g) for g in store.galleries()])
+
+    @bentoml.api
+    def subjects(
+        self, pack: str, dimension: int, gallery: str, offset: int, limit: int
+    ) -> dict[str, Any]:
+        store = self._store(pack, dimension)
+
+        def page() -> dict[str, Any]:
+            subjects, total = store.subjects(gallery, offset, limit)
+            return {"subjects": [{"subject": s, "faces": n} for s, n in subjects], "total": total}
+
+        return self._answer(page)
+
+    @bentoml.api
+    def faces(
+        self,
+        pack: str,
+        dimension: int,
+        gallery: str,
+        offset: int,
+        limit: int,
+        subject: str | None = None,
+    ) -> dict[str, Any]:
+        store = self._store(pack, dimension)
+
+        def page() -> dict[str, Any]:
+            faces, total = store.faces(gallery, offset, limit, subject)
+            return {"faces": [asdict(f) for f in faces], "total": total}
+
+        return self._answer(page)
+
+    @bentoml.api
+    def delete_face(self, pack: str, dimension: int, gallery: str, face_id: str) -> dict[str, Any]:
+        store = self._store(pack, dimension)
+
+        def delete() -> int:
+            store.delete_face(gallery, face_id)
+            return 1
+
+        return self._answer(delete)
+
+    @bentoml.api
+    def delete_subject(
+        self, pack: str, dimension: int, gallery: str, subject: str
+    ) -> dict[str, Any]:
+        store = self._store(pack, dimension)
+        return self._answer(lambda: store.delete_subject(gallery, subject))
+
+    @bentoml.api
+    def delete_gallery(self, pack: str, dimension: int, gallery: str) -> dict[str, Any]:
+        store = self._store(pack, dimension)
+
+        def delete() -> int:
+            faces = store.gallery(gallery).faces
+            store.delete_gallery(gallery)
+            return faces
+
+        return self._answer(delete)

@@ -1,0 +1,287 @@
+"""Galleries over real HTTP: 1:N search on the identities, verify, paging, deletes, concurrency,
+restarts, and the contract's errors."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections import defaultdict
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from face_api.features import encode_feature
+from tests.conftest import b64
+from tests.paths import IDENTITIES, identity_of
+from tests.server import API_KEY, start_server
+
+pytestmark = pytest.mark.e2e
+HELD_OUT = "taobiaoli"  # never enrolled: must not match anyone above the threshold
+
+
+def by_person() -> dict[str, list]:
+    people: dict[str, list] = defaultdict(list)
+    for photo in IDENTITIES:
+        people[identity_of(photo)].append(photo)
+    return people
+
+
+@pytest.fixture(scope="module")
+def enrolled(api) -> dict[str, str]:
+    """One frame per person (but one) enrolled in gallery `people`; subject -> face id."""
+    ids = {}
+    for person, photos in by_person().items():
+        if person == HELD_OUT:
+            continue
+        response = api.post(
+            "/v1/galleries/people/faces",
+            json={
+                "subject": person,
+                "image": b64(photos[0]),
+                "metadata": {"frame": photos[0].name},
+            },
+        )
+        assert response.status_code == 200, response.text
+        (face,) = response.json()["faces"]
+        assert face["face_detect"]["processed"] is True
+        ids[person] = face["faceId"]
+    return ids
+
+
+@pytest.fixture(scope="module")
+def threshold(api) -> float:
+    return api.get("/v1/info/model/buffalo_sc_int8").json()["match_threshold"]
+
+
+def test_rank_1_is_the_right_person_for_every_other_frame(api, enrolled):
+    probes = [
+        (person, p) for person, ps in by_person().items() if person != HELD_OUT for p in ps[1:]
+    ]
+    assert len(probes) >= 15
+    for person, photo in probes:
+        response = api.post("/v1/galleries/people/search", json={"image": b64(photo)})
+        assert response.status_code == 200, response.text
+        (result,) = response.json()["results"]
+        best = result["matches"][0]
+        assert best["subject"] == person, (photo.name, result["matches"][:3])
+        assert best["faceId"] == enrolled[person]
+        assert best["metadata"] == {"frame": by_person()[person][0].name}
+        scores = [m["score"] for m in result["matches"]]
+        assert scores == sorted(scores, reverse=True) and len(scores) == 5
+
+
+def test_someone_never_enrolled_matches_no_one_above_the_threshold(api, enrolled, threshold):
+    for photo in by_person()[HELD_OUT]:
+        body = {"image": b64(photo), "threshold": threshold}
+        response = api.post("/v1/galleries/people/search", json=body)
+        assert response.json()["results"][0]["matches"] == [], photo.name
+        unfiltered = api.post("/v1/galleries/people/search", json={"image": b64(photo)})
+        assert unfiltered.json()["results"][0]["matches"][0]["score"] < threshold
+
+
+def test_verify_by_image_and_by_feature_multipart_too(api, enrolled, threshold):
+    person, photos = "yuke", by_person()["yuke"]
+    same = api.post(
+        "/v1/galleries/people/verify", json={"subject": person, "image": b64(photos[2])}
+    ).json()
+    assert same["match"] is True and same["score"] >= threshold == same["threshold"]
+    other = api.post(
+        "/v1/file/galleries/people/verify",
+        files={"image": ("a.jpg", by_person()["caijin"][1].read_bytes())},
+        data={"subject": person},
+    ).json()
+    assert other["match"] is False and other["score"] < threshold
+    feature = api.post("/v1/feature", json={"image": b64(photos[1])}).json()["feature"]
+    by_feature = api.post(
+        "/v1/galleries/people/verify", json={"subject": person, "feature": feature}
+    ).json()
+    assert by_feature["match"] is True and by_feature["face_detect"] is None
+
+
+def test_group_photo_search_and_enroll_all_faces(api):
+    crowd = (IDENTITIES[0].parent.parent / "crowd" / "test1.jpg").read_bytes()
+    enrolled = api.post(
+        "/v1/file/galleries/crowd/faces",
+        files={"image": ("c.jpg", crowd)},
+        data={"subject": "someone", "allFaces": "true", "maxResults": "10"},
+    ).json()
+    assert len(enrolled["faces"]) == 10
+    found = api.post(
+        "/v1/galleries/crowd/search",
+        json={"image": base64.b64encode(crowd).decode(), "allFaces": True, "maxFaces": 10},
+    ).json()["results"]
+    assert len(found) == 10
+    ids = {f["faceId"] for f in enrolled["faces"]}
+    for result, face in zip(found, enrolled["faces"], strict=True):
+        assert result["face_detect"] == face["face_detect"]
+        assert (
+            result["matches"][0]["faceId"] == face["faceId"]
+            and result["matches"][0]["score"] > 0.99
+        )
+        assert result["matches"][0]["faceId"] in ids
+    assert api.delete("/v1/galleries/crowd").json() == {"deleted": 10}
+
+
+def test_listing_paging_and_deleting(api):
+    rng = np.random.default_rng(5)
+    features = rng.standard_normal((5, 512)).astype(np.float32)
+    for i, subject in enumerate(["b", "a", "a", "c", "a"]):
+        body = {"subject": subject, "feature": encode_feature(features[i])}
+        assert api.post("/v1/galleries/paging/faces", json=body).status_code == 200
+    galleries = {g["name"]: g for g in api.get("/v1/galleries").json()["galleries"]}
+    assert galleries["paging"] == {
+        "name": "paging",
+        "modelName": "buffalo_sc_int8",
+        "embeddingSize": 512,
+        "faces": 5,
+    }
+    page = api.get("/v1/galleries/paging/subjects", params={"offset": 1, "limit": 1}).json()
+    assert page == {"subjects": [{"subject": "b", "faces": 1}], "total": 3, "offset": 1, "limit": 1}
+    faces = api.get("/v1/galleries/paging/faces", params={"subject": "a"}).json()
+    assert faces["total"] == 3 and {f["subject"] for f in faces["faces"]} == {"a"}
+    one = faces["faces"][0]["faceId"]
+    assert api.delete(f"/v1/galleries/paging/faces/{one}").json() == {"deleted": 1}
+    assert api.delete(f"/v1/galleries/paging/faces/{one}").status_code == 404
+    assert api.delete("/v1/galleries/paging/subjects/a").json() == {"deleted": 2}
+    assert api.get("/v1/galleries/paging/faces").json()["total"] == 2
+    assert api.delete("/v1/galleries/paging").json() == {"deleted": 2}
+    assert api.get("/v1/galleries/paging/faces").status_code == 404
+
+
+def test_concurrent_enrolls_and_deletes_lose_nothing(server):
+    rng = np.random.default_rng(9)
+    features = rng.standard_normal((240, 512)).astype(np.float32)
+    kept: list[str] = []
+    deleted: list[str] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(part: int) -> None:
+        with httpx.Client(base_url=server.url, headers={"x-api-key": API_KEY}, timeout=60) as c:
+            for i in range(part, len(features), 6):
+                body = {"subject": f"s{i % 17}", "feature": encode_feature(features[i])}
+                response = c.post("/v1/galleries/busy/faces", json=body)
+                if response.status_code != 200:
+                    errors.append(response.text)
+                    continue
+                face_id = response.json()["faces"][0]["faceId"]
+                if i % 3 == 0:  # delete every third face right after enrolling it
+                    gone = c.delete(f"/v1/galleries/busy/faces/{face_id}")
+                    with lock:
+                        (deleted if gone.status_code == 200 else errors).append(face_id)
+                else:
+                    with lock:
+                        kept.append(face_id)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:5]
+    assert len(kept) + len(deleted) == 240 and len(deleted) == 80
+    with httpx.Client(base_url=server.url, headers={"x-api-key": API_KEY}) as c:
+        listed = c.get("/v1/galleries/busy/faces", params={"limit": 1000}).json()
+        assert listed["total"] == 160
+        assert {f["faceId"] for f in listed["faces"]} == set(kept)
+        # Every kept face is found by its own feature at once, as rank 1.
+        for i in (1, 2, 4, 5):
+            body = {"feature": encode_feature(features[i]), "maxResults": 1}
+            match = c.post("/v1/galleries/busy/search", json=body).json()["results"][0]["matches"]
+            assert match[0]["score"] > 0.999 and match[0]["faceId"] in kept
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    [
+        ("post", "/v1/galleries/g/faces", {"subject": "x"}, 422, "image"),
+        (
+            "post",
+            "/v1/galleries/g/faces",
+            {"subject": "x", "image": "AAAA", "feature": "AACAPw=="},
+            422,
+            "image",
+        ),
+        ("post", "/v1/galleries/g/faces", {"image": "AAAA"}, 422, "subject"),
+        ("post", "/v1/galleries/g/faces", {"subject": "x", "feature": "AACAPw=="}, 422, "feature"),
+        (
+            "post",
+            "/v1/galleries/bad%20name/faces",
+            {"subject": "x", "feature": encode_feature(np.ones(512))},
+            422,
+            "gallery",
+        ),
+        ("post", "/v1/galleries/people/search", {"feature": "@@"}, 422, "feature"),
+        (
+            "post",
+            "/v1/galleries/people/search",
+            {"feature": encode_feature(np.ones(512)), "threshold": 2},
+            422,
+            "threshold",
+        ),
+        (
+            "post",
+            "/v1/galleries/no-such/search",
+            {"feature": encode_feature(np.ones(512))},
+            404,
+            None,
+        ),
+        (
+            "post",
+            "/v1/galleries/people/verify",
+            {"subject": "nobody", "feature": encode_feature(np.ones(512))},
+            404,
+            None,
+        ),
+        ("get", "/v1/galleries/no-such/subjects", None, 404, None),
+        ("delete", "/v1/galleries/people/subjects/nobody", None, 404, None),
+        ("delete", "/v1/galleries/no-such", None, 404, None),
+    ],
+)
+def test_bad_input_and_unknown_names(api, enrolled, method, path, body, status, field):
+    response = api.request(method.upper(), path, json=body)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    if status == 422:
+        assert any(item["loc"][:2] == ["body", field] for item in detail), detail
+    else:
+        assert isinstance(detail, str)
+        assert "does not exist" in detail or "is not in" in detail, detail
+
+
+def test_an_image_without_a_face_is_422(api):
+    ok, png = cv2.imencode(".png", np.zeros((64, 64, 3), np.uint8))
+    assert ok
+    body = {"subject": "x", "image": base64.b64encode(png.tobytes()).decode()}
+    response = api.post("/v1/galleries/g/faces", json=body)
+    assert response.status_code == 422 and "no face" in response.json()["detail"][0]["msg"]
+
+
+def test_gallery_calls_need_the_key(server):
+    for method, path in [
+        ("GET", "/v1/galleries"),
+        ("GET", "/v1/galleries/people/faces"),
+        ("DELETE", "/v1/galleries/people"),
+        ("POST", "/v1/galleries/people/search"),
+    ]:
+        assert httpx.request(method, f"{server.url}{path}").status_code == 401
+
+
+def test_galleries_survive_a_restart(tmp_path, imported_pack):
+    env = {"FACE_API_KEYS": API_KEY, "FACE_GALLERY_DIR": str(tmp_path / "kept")}
+    photo = by_person()["fengpin"]
+    headers = {"x-api-key": API_KEY}
+    with start_server(tmp_path / "first.log", env) as first:
+        body = {"subject": "fengpin", "image": b64(photo[0])}
+        enrolled = httpx.post(
+            f"{first.url}/v1/galleries/kept/faces", json=body, headers=headers, timeout=60
+        )
+        face_id = enrolled.json()["faces"][0]["faceId"]
+    with start_server(tmp_path / "second.log", env) as second:
+        body = {"image": b64(photo[1])}
+        found = httpx.post(
+            f"{second.url}/v1/galleries/kept/search", json=body, headers=headers, timeout=60
+        ).json()
+        assert found["results"][0]["matches"][0]["faceId"] == face_id
