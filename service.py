@@ -77,8 +77,9 @@ info_app.include_router(gallery_router)
 MaxResults = Annotated[RequestInt, Field(ge=1, le=MAX_RESULTS_LIMIT)]
 API_DESCRIPTION = (
     "Face detection and recognition: the /v1 face API of api-reference.md (detect, features, "
-    "embeddings, scores), decided where it is open by CONTRACT.md. Every POST needs an "
-    "`x-api-key` header. Errors: 401 missing or unknown key, 413 body over the size limit, "
+    "embeddings, scores), decided where it is open by CONTRACT.md, and galleries of enrolled "
+    "faces for 1:N search (/v1/galleries). Every call except GET /v1/health and /v1/info/... "
+    "needs an `x-api-key` header. Errors: 401 missing or unknown key, 413 body over the limit, "
     "422 invalid input in FastAPI's shape naming the field, 429 too many requests in flight, "
     "503 inference backend unavailable or timed out (both with Retry-After)."
 )
