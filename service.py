@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from face_api import __version__
-from face_api.errors import RequestError
+from face_api.answers import RETRY_AFTER_S, answer
 from face_api.faces import DetectSortType, align_faces
 from face_api.features import cosine, encode_feature, feature_score
 from face_api.gallery_api import router as gallery_router
@@ -85,16 +85,6 @@ API_DESCRIPTION = (
 )
 BACKSTOP_TIMEOUT_S = 10
 HEALTH_TIMEOUT_S = 5
-RETRY_AFTER_S = "1"
-
-
-def unavailable(message: str) -> JSONResponse:
-    """503 in the contract's shape, with a hint when to try again."""
-    return JSONResponse(
-        {"detail": f"{message}; retry later"},
-        status_code=503,
-        headers={"retry-after": RETRY_AFTER_S},
-    )
 
 
 class RunnerBackend:
@@ -169,22 +159,8 @@ class FaceAPI:
 
     @staticmethod
     async def answer(work: Awaitable[T]) -> T | JSONResponse:
-        """The handler's result, or the contract's error response for what went wrong.
-
-        Every request has a deadline (``FACE_REQUEST_TIMEOUT_S``); a runner that is down,
-        restarting or too slow is a 503 with a message, never a hang or a 500.
-        """
-        try:
-            async with asyncio.timeout(settings.request_timeout_s):
-                return await work
-        except RequestError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
-        except TimeoutError:
-            log.warning("request timed out after %s s", settings.request_timeout_s)
-            return unavailable(f"request timed out after {settings.request_timeout_s} s")
-        except (bentoml.exceptions.BentoMLException, aiohttp.ClientError, OSError) as exc:
-            log.warning("inference backend failed: %s", type(exc).__name__)
-            return unavailable(f"inference backend unavailable ({type(exc).__name__})")
+        """The handler's result, or the contract's error response (``face_api.answers``)."""
+        return await answer(work, settings.request_timeout_s)
 
     # -- shared request logic ----------------------------------------------------------------
     async def _detect(

@@ -324,8 +324,8 @@ def _quoted(text: str) -> str:
 
 
 def _hit_id(hit: Any) -> str:
-    """A search hit's primary key: pymilvus 2.6 names it ``id``, 3.x by its field name."""
-    return str(hit["id"] if "id" in hit else hit["face_id"])
+    """A search hit's primary key (pymilvus 2.x, as pinned, calls it ``id``)."""
+    return str(hit["id"])
 
 
 def _metadata(entity: dict[str, Any]) -> dict[str, Any] | None:

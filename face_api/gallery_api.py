@@ -7,17 +7,14 @@ features go to the ``GalleryStore`` service, which owns the Milvus database.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any, Protocol
 
-import aiohttp
 import bentoml
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
+from face_api.answers import BACKEND_ERRORS, StatusError, answer
 from face_api.errors import RequestError
 from face_api.faces import DetectSortType
 from face_api.features import decode_feature
@@ -42,6 +39,7 @@ from face_api.gallery_schemas import (
 from face_api.pipeline import FacePipeline
 from face_api.responses import detect_result
 from face_api.schemas import ErrorMessage
+from face_api.settings import get_settings
 
 PAGE_LIMIT = 1000
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -60,20 +58,6 @@ class GalleryHost(Protocol):
     async def model_info(self) -> dict[str, Any]: ...
 
 
-class StoreError(Exception):
-    """The gallery store's answer to a request it could not serve (404, 422) or its absence."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
-
-    def response(self) -> JSONResponse:
-        if self.status == 422:
-            return JSONResponse(RequestError(self.field or "body", self.message).body(), 422)
-        headers = {"retry-after": "1"} if self.status == 503 else None
-        return JSONResponse({"detail": self.message}, self.status, headers=headers)
-
-
 def host() -> GalleryHost:
     return bentoml.get_current_service()
 
@@ -90,12 +74,11 @@ async def _call(svc: GalleryHost, method: str, **kwargs: Any) -> Any:
         answer = await getattr(svc.gallery_store.to_async, method)(
             pack=pack, dimension=dimension, **kwargs
         )
-    except (bentoml.exceptions.BentoMLException, aiohttp.ClientError, OSError) as exc:
-        message = f"gallery store unavailable ({type(exc).__name__}); retry later"
-        raise StoreError(503, message) from None
+    except BACKEND_ERRORS as exc:
+        raise StatusError(503, f"gallery store unavailable ({type(exc).__name__})") from None
     if "error" in answer:
         error = answer["error"]
-        raise StoreError(error["status"], error["message"], error.get("field"))
+        raise StatusError(error["status"], error["message"], error.get("field"))
     return answer["result"]
 
 
@@ -120,29 +103,8 @@ async def _probes(
 
 
 async def _guard(work: Any) -> Any:
-    """Our errors as the contract's responses; a deadline like every other request."""
-    from face_api.settings import get_settings
-
-    timeout = get_settings().request_timeout_s
-    try:
-        async with asyncio.timeout(timeout):
-            return await work
-    except RequestError as exc:
-        return JSONResponse(exc.body(), status_code=exc.status)
-    except ValidationError as exc:
-        items = [
-            {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_input=False, include_url=False)
-        ]
-        return JSONResponse({"detail": items}, status_code=422)
-    except StoreError as exc:
-        return exc.response()
-    except TimeoutError:
-        return JSONResponse(
-            {"detail": f"request timed out after {timeout} s; retry later"},
-            503,
-            headers={"retry-after": "1"},
-        )
+    """The contract's answer, with the same deadline as every other request."""
+    return await answer(work, get_settings().request_timeout_s)
 
 
 # -- enroll, search, verify -----------------------------------------------------------------------
