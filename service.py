@@ -23,13 +23,14 @@ from face_api import __version__
 from face_api.answers import RETRY_AFTER_S, answer
 from face_api.faces import DetectSortType, align_faces
 from face_api.features import cosine, encode_feature, feature_score
+from face_api.gallery_api import post_routes as gallery_post_routes
 from face_api.gallery_api import router as gallery_router
 from face_api.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
     ErrorShapeMiddleware,
-    UploadFieldsMiddleware,
+    RequestBodyMiddleware,
 )
 from face_api.openapi import OpenApiMiddleware, contract_openapi
 from face_api.pipeline import FacePipeline
@@ -476,6 +477,7 @@ class FaceAPI:
         }
 
 
+# Every POST route by the kind of body it takes: multipart (with its file fields) or JSON.
 FILE_FIELDS = {
     "/v1/file/detect": ("image",),
     "/v1/file/feature": ("image",),
@@ -483,7 +485,12 @@ FILE_FIELDS = {
     "/v1/file/embeddings": ("image",),
     "/v1/file/embeddings-only": ("image",),
     "/v1/file/score": ("image1", "image2"),
+    **{f"/v1{r.path}": ("image",) for r in gallery_post_routes() if r.path.startswith("/file/")},
 }
+JSON_ROUTES = [
+    *(api.route for api in FaceAPI.apis.values() if api.route not in FILE_FIELDS),
+    *(f"/v1{r.path}" for r in gallery_post_routes() if not r.path.startswith("/file/")),
+]
 
 
 def _published_openapi() -> dict[str, Any]:
@@ -503,5 +510,5 @@ FaceAPI.add_asgi_middleware(
 )
 FaceAPI.add_asgi_middleware(ConcurrencyLimitMiddleware, max_in_flight=settings.max_concurrency)
 FaceAPI.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-FaceAPI.add_asgi_middleware(UploadFieldsMiddleware, file_fields=FILE_FIELDS)
+FaceAPI.add_asgi_middleware(RequestBodyMiddleware, json_routes=JSON_ROUTES, file_routes=FILE_FIELDS)
 FaceAPI.add_asgi_middleware(ErrorShapeMiddleware)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Protocol
 import bentoml
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi.routing import APIRoute
 
 from face_api.answers import BACKEND_ERRORS, StatusError, answer
 from face_api.errors import RequestError
@@ -64,6 +65,11 @@ def host() -> GalleryHost:
 
 Host = Annotated[GalleryHost, Depends(host)]
 router = APIRouter(tags=["Galleries"], responses=ERRORS)
+
+
+def post_routes() -> list[APIRoute]:
+    """The POST routes, paths relative to the mount point (``/v1``)."""
+    return [r for r in router.routes if isinstance(r, APIRoute) and "POST" in r.methods]
 
 
 # -- plumbing -------------------------------------------------------------------------------------

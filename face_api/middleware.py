@@ -1,8 +1,8 @@
 """Pure-ASGI middlewares that hold the public error contract in front of BentoML's native APIs.
 
 Order (outermost first, as ``service.py`` adds them): the API key (401), requests in flight
-(429), the body limit (413), multipart upload fields (422), then BentoML's own error bodies
-rewritten to FastAPI's shapes.
+(429), the body limit (413), the body's kind for its route (422: JSON, or multipart with files),
+then BentoML's own error bodies rewritten to FastAPI's shapes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Iterable
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -26,6 +27,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 API_PREFIX = "/v1/"
+FILE_PREFIX = "/v1/file/"  # the multipart twins of the JSON routes
+FORM_CONTENT_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 def _is_api_post(scope: Scope) -> bool:
@@ -53,6 +56,30 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key.lower() == name:
             return value
     return None
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+async def read_body(receive: Receive, max_bytes: int | None = None) -> bytes | None:
+    """The whole request body, or None when the client disconnected first.
+
+    Raises ``BodyTooLargeError`` as soon as more than ``max_bytes`` arrived.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _replay(body: bytes) -> Receive:
@@ -88,21 +115,13 @@ class BodyLimitMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(b"".join(chunks)), send)
+        try:
+            body = await read_body(receive, self.max_bytes)
+        except BodyTooLargeError:
+            await self._too_large(scope, receive, send)
+            return
+        if body is not None:
+            await self.app(scope, _replay(body), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse(
@@ -186,40 +205,80 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
-class UploadFieldsMiddleware:
-    """422 when a multipart file field holds text instead of a file.
+class RequestBodyMiddleware:
+    """422 for a body that does not fit its route's kind, before any parser sees it.
 
-    BentoML would treat such a value as a URL and download it; a face API must never fetch
-    URLs on a client's behalf. Also turns Starlette's multipart errors into 422.
+    JSON routes: the body must be JSON (any content type; it is then handed on as
+    ``application/json``). A multipart or form body is answered with the route's ``/v1/file/``
+    twin where there is one: sending an upload to ``/v1/detect`` is the everyday mix-up.
+    Without this, BentoML's parser and FastAPI's error encoder raised on non-UTF-8 bytes (500).
+
+    Multipart routes: the file fields must hold files. BentoML would treat a text value as a URL
+    and download it; a face API must never fetch URLs on a client's behalf. Starlette's multipart
+    errors become 422.
     """
 
-    def __init__(self, app: ASGIApp, file_fields: dict[str, tuple[str, ...]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        json_routes: Iterable[str],
+        file_routes: Mapping[str, tuple[str, ...]],
+    ) -> None:
         self.app = app
-        self.file_fields = file_fields  # path -> names of its file fields
+        self.json_routes = [_route_pattern(t) for t in json_routes]
+        # path pattern -> names of its file fields
+        self.file_routes = [(_route_pattern(t), fields) for t, fields in file_routes.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fields = self.file_fields.get(scope.get("path", "")) if _is_api_post(scope) else None
-        if not fields:
+        if not _is_api_post(scope):
             await self.app(scope, receive, send)
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        errors = await self._check(scope, body, fields)
+        path = scope["path"]
+        fields = next((f for pattern, f in self.file_routes if pattern.fullmatch(path)), None)
+        is_json = fields is None and any(p.fullmatch(path) for p in self.json_routes)
+        if fields is None and not is_json:
+            await self.app(scope, receive, send)  # not ours: the app answers 404/405
+            return
+        body = await read_body(receive)
+        if body is None:
+            return  # the client went away
+        if is_json:
+            errors = self._check_json(path, _content_type(scope), body)
+            scope = _with_header(scope, b"content-type", b"application/json")
+        else:
+            errors = await self._check_upload(scope, body, fields or ())
         if errors:
             await JSONResponse({"detail": errors}, status_code=422)(scope, receive, send)
             return
         await self.app(scope, _replay(body), send)
 
+    def _check_json(self, path: str, content_type: str, body: bytes) -> list[dict[str, Any]]:
+        if content_type.startswith(FORM_CONTENT_TYPES):
+            twin = FILE_PREFIX + path.removeprefix(API_PREFIX)
+            has_twin = any(pattern.fullmatch(twin) for pattern, _ in self.file_routes)
+            message = (
+                f"{path} takes a JSON body (content-type: application/json) with images as "
+                "base64 strings, not a form"
+            )
+            if has_twin:
+                message += f"; to upload image files as multipart/form-data, use {twin}"
+            return [{"type": "value_error.content_type", "loc": ["body"], "msg": message}]
+        try:
+            json.loads(body)
+        except json.JSONDecodeError as exc:
+            return [{"type": "json_invalid", "loc": ["body", exc.pos], "msg": "JSON decode error"}]
+        except UnicodeDecodeError:
+            message = "the body is not JSON: it is not text in UTF-8"
+            return [{"type": "json_invalid", "loc": ["body", 0], "msg": message}]
+        except (ValueError, RecursionError):  # e.g. nesting deeper than the parser's stack
+            return [{"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error"}]
+        return []
+
     @staticmethod
-    async def _check(scope: Scope, body: bytes, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-        content_type = (_header(scope, b"content-type") or b"").decode("latin-1").lower()
-        if not content_type.startswith("multipart/form-data"):
+    async def _check_upload(
+        scope: Scope, body: bytes, fields: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        if not _content_type(scope).startswith(FORM_CONTENT_TYPES):
             return [
                 {
                     "type": "value_error.content_type",
@@ -255,6 +314,21 @@ class UploadFieldsMiddleware:
             return errors
         finally:
             await form.close()
+
+
+def _route_pattern(template: str) -> re.Pattern[str]:
+    """``/v1/galleries/{gallery}/faces`` as a pattern matching its concrete paths."""
+    parts = re.split(r"(\{[^}]+\})", template)
+    return re.compile("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts))
+
+
+def _content_type(scope: Scope) -> str:
+    return (_header(scope, b"content-type") or b"").decode("latin-1").strip().lower()
+
+
+def _with_header(scope: Scope, name: bytes, value: bytes) -> Scope:
+    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != name]
+    return {**scope, "headers": [*headers, (name, value)]}
 
 
 class ErrorShapeMiddleware:

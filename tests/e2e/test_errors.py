@@ -100,6 +100,51 @@ def test_bad_json_fields_are_422_naming_the_field(api, path, body, field):
     assert_422(api.post(path, json=body), field)
 
 
+# Every route that takes a JSON body, and its multipart twin where there is one.
+JSON_POSTS = [p for p in POSTS if not p.startswith("/v1/file/")] + [
+    "/v1/galleries/people/faces",
+    "/v1/galleries/people/search",
+    "/v1/galleries/people/verify",
+]
+TWINS = {
+    p: "/v1/file/" + p.removeprefix("/v1/")
+    for p in JSON_POSTS
+    if "/v1/file/" + p.removeprefix("/v1/") in POSTS or p.startswith("/v1/galleries/")
+}
+
+
+@pytest.mark.parametrize("path", JSON_POSTS)
+def test_an_upload_to_a_json_route_is_422_naming_the_file_twin(api, server, path):
+    # The everyday mix-up: `curl -F image=@photo.jpg .../v1/detect` instead of /v1/file/detect.
+    files = {name: ("photo.jpg", PHOTO.read_bytes(), "image/jpeg") for name in ("image", "image1")}
+    response = api.post(path, files=files, data={"subject": "x"})
+    detail = assert_422(response, None)
+    assert detail[0]["type"] == "value_error.content_type"
+    if path in TWINS:
+        assert TWINS[path] in detail[0]["msg"], detail
+    else:
+        assert "/v1/file/" not in detail[0]["msg"] and "JSON" in detail[0]["msg"]
+
+
+@pytest.mark.parametrize("path", JSON_POSTS)
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/json", "text/plain", "application/octet-stream", "image/jpeg"],
+)
+def test_raw_image_bytes_to_a_json_route_are_422(api, path, content_type):
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = api.post(path, content=PHOTO.read_bytes(), headers=headers)
+    detail = assert_422(response, None)
+    assert detail[0]["type"] == "json_invalid"
+
+
+def test_no_wrong_door_reached_the_log_as_a_server_error(api, server):
+    for path in JSON_POSTS:
+        api.post(path, files={"image": ("p.jpg", PHOTO.read_bytes())})
+    log = server.log()
+    assert "UnicodeDecodeError" not in log and "status=500" not in log
+
+
 def test_feature_only_says_what_size_it_wants(api):
     detail = assert_422(api.post("/v1/feature-only", json={"image": b64(PHOTO)}), "image")
     assert "112x112" in detail[0]["msg"] and "640x480" in detail[0]["msg"]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.e2e.test_errors import POSTS
+from tests.e2e.test_errors import JSON_POSTS, PHOTO, POSTS
 from tests.server import API_KEY
 
 pytestmark = pytest.mark.e2e
@@ -102,3 +102,64 @@ def test_the_schema_documents_the_contract(server):
         assert "200" in spec["paths"][path]["get"]["responses"]
     assert "404" in spec["paths"]["/v1/info/model/{model_name}"]["get"]["responses"]
     assert "503" in spec["paths"]["/v1/health"]["get"]["responses"]
+
+
+# The schema describes each route's own content type only; clients also send the wrong one.
+FORM_FIELDS = st.sampled_from(["image", "image1", "image2", "subject", "maxResults", "x"])
+WRONG_BODIES = st.one_of(
+    st.builds(
+        lambda fields: {"files": fields},
+        st.dictionaries(
+            FORM_FIELDS,
+            st.tuples(st.just("photo.jpg"), st.one_of(st.binary(max_size=512), st.just(b""))),
+            min_size=1,
+            max_size=3,
+        ),
+    ),
+    st.builds(
+        lambda fields: {"data": fields},
+        st.dictionaries(FORM_FIELDS, st.text(max_size=64), min_size=1, max_size=3),
+    ),
+    st.builds(
+        lambda body, content_type: {
+            "content": body,
+            "headers": {} if content_type is None else {"content-type": content_type},
+        },
+        st.one_of(st.binary(max_size=2048), st.just(PHOTO.read_bytes())),
+        st.sampled_from(
+            [
+                None,
+                "application/json",
+                "application/json; charset=latin-1",
+                "text/plain",
+                "application/octet-stream",
+                "image/jpeg",
+                "multipart/form-data",
+                "multipart/form-data; boundary=xyz",
+                "application/x-www-form-urlencoded",
+            ]
+        ),
+    ),
+)
+
+
+@pytest.mark.parametrize("path", JSON_POSTS)
+def test_forms_and_bytes_sent_to_json_routes_get_4xx_in_the_contract_shape(server, path):
+    @given(request=WRONG_BODIES)
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+    def check(request):
+        body = dict(request)
+        headers = {"x-api-key": API_KEY, **body.pop("headers", {})}
+        response = httpx.post(f"{server.url}{path}", **body, headers=headers, timeout=60)
+        assert 400 <= response.status_code < 500, (request, response.text)
+        detail = response.json()["detail"]
+        assert isinstance(detail, list) and detail, detail
+        assert all(item["loc"][0] == "body" and item["msg"] for item in detail)
+
+    check()

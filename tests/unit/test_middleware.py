@@ -16,13 +16,19 @@ from face_api.middleware import (
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
     ErrorShapeMiddleware,
-    UploadFieldsMiddleware,
+    RequestBodyMiddleware,
     rewrite_error,
 )
 
 
 async def echo(request: Request) -> JSONResponse:
     return JSONResponse({"size": len(await request.body())})
+
+
+async def echo_json(request: Request) -> JSONResponse:
+    return JSONResponse(
+        {"body": await request.json(), "content_type": request.headers["content-type"]}
+    )
 
 
 async def bentoml_validation(request: Request) -> JSONResponse:
@@ -45,12 +51,19 @@ def make_client(keys=("k1", "k2"), enabled=True, max_bytes=1000) -> TestClient:
             Route("/v1/health", echo, methods=["GET"]),
             Route("/v1/info/server", echo, methods=["GET"]),
             Route("/v1/file/echo", echo, methods=["POST"]),
+            Route("/v1/json", echo_json, methods=["POST"]),
+            Route("/v1/g/{name}/json", echo_json, methods=["POST"]),
+            Route("/v1/file/g/{name}/json", echo, methods=["POST"]),
             Route("/v1/invalid", bentoml_validation, methods=["POST"]),
             Route("/v1/text404", lambda r: PlainTextResponse("Not Found", 404), methods=["POST"]),
         ]
     )
     app.add_middleware(ErrorShapeMiddleware)
-    app.add_middleware(UploadFieldsMiddleware, file_fields={"/v1/file/echo": ("image",)})
+    app.add_middleware(
+        RequestBodyMiddleware,
+        json_routes=["/v1/json", "/v1/g/{name}/json"],
+        file_routes={"/v1/file/echo": ("image",), "/v1/file/g/{name}/json": ("image",)},
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=keys, enabled=enabled)  # outermost
     return TestClient(app)
@@ -113,6 +126,52 @@ def test_text_in_a_file_field_is_422_and_never_fetched():
     assert missing.json()["detail"] == [
         {"type": "missing", "loc": ["body", "image"], "msg": "Field required"}
     ]
+
+
+def test_a_form_sent_to_a_json_route_is_422_naming_its_multipart_twin():
+    client = make_client(max_bytes=10_000)
+    headers = {"x-api-key": "k1"}
+    upload = {"image": ("a.jpg", b"\xff\xd8\xff\xe0 not utf-8")}
+    response = client.post("/v1/g/people/json", headers=headers, files=upload)
+    assert response.status_code == 422
+    [item] = response.json()["detail"]
+    assert item["loc"] == ["body"] and item["type"] == "value_error.content_type"
+    assert "/v1/file/g/people/json" in item["msg"]  # the concrete twin, gallery name included
+    # No twin: the message says what the route takes and names no other route.
+    response = client.post("/v1/json", headers=headers, data={"image": "abc"})
+    assert response.status_code == 422
+    assert "JSON body" in response.json()["detail"][0]["msg"]
+    assert "/v1/file/" not in response.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "message"),
+    [
+        ("application/json", b"\xff\xd8\xff\xe0\x00\x10JFIF", "not text in UTF-8"),
+        ("text/plain", b"\x89PNG\r\n", "not text in UTF-8"),
+        (None, b"", "JSON decode error"),
+        ("application/octet-stream", b'{"image": ', "JSON decode error"),
+        ("application/json", b"[" * 100_000, "JSON decode error"),  # deeper than the parser
+    ],
+)
+def test_bytes_that_are_not_json_are_422_on_a_json_route(content_type, body, message):
+    client = make_client(max_bytes=200_000)
+    headers = {"x-api-key": "k1"}
+    if content_type is not None:
+        headers["content-type"] = content_type
+    response = client.post("/v1/json", headers=headers, content=body)
+    assert response.status_code == 422
+    [item] = response.json()["detail"]
+    assert item["type"] == "json_invalid" and item["loc"][0] == "body"
+    assert item["msg"] == message or message in item["msg"]
+
+
+def test_json_under_any_content_type_reaches_the_route_as_json():
+    client = make_client()
+    response = client.post(
+        "/v1/json", headers={"x-api-key": "k1", "content-type": "text/plain"}, content=b'{"a": 1}'
+    )
+    assert response.json() == {"body": {"a": 1}, "content_type": "application/json"}
 
 
 def test_malformed_multipart_is_422_not_a_hang():
