@@ -11,14 +11,22 @@ file: the store must live in exactly one process.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-GALLERY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+from face_api.settings import GALLERY_METADATA_MAX_BYTES
+
+log = logging.getLogger("face_api.galleries")
+
+# A letter or digit first: names made only of dots (``..``, reachable as ``%2e%2e``) are refused.
+GALLERY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SUBJECT_MAX = 256
 REGISTRY = "face_api_galleries"
 _COLLECTION_PREFIX = "gallery_"
@@ -70,12 +78,20 @@ class GalleryInfo:
 class GalleryStore:
     """Galleries for one model pack (``pack``, embeddings of ``dimension`` floats)."""
 
-    def __init__(self, uri: str, pack: str, dimension: int, token: str | None = None) -> None:
-        from pymilvus import MilvusClient
-
+    def __init__(
+        self,
+        uri: str,
+        pack: str,
+        dimension: int,
+        token: str | None = None,
+        *,
+        connect_timeout_s: float = 60.0,
+        metadata_max_bytes: int = GALLERY_METADATA_MAX_BYTES,
+    ) -> None:
         self.pack = pack
         self.dimension = dimension
-        self.client = MilvusClient(uri=uri, token=token or "")
+        self.metadata_max_bytes = metadata_max_bytes
+        self.client = _connect(uri, token, connect_timeout_s)
         self._ensure_registry()
         # Galleries already checked and loaded by this store: a check and a load cost a round
         # trip each (about 150 ms on Milvus Lite), far more than a search.
@@ -122,6 +138,7 @@ class GalleryStore:
         The gallery is made on its first enrollment, for this store's pack.
         """
         _check_subject(subject)
+        self._check_metadata(metadata)
         vectors = self._vectors(features)
         self._open_or_create(gallery)
         ids = [uuid.uuid4().hex for _ in vectors]
@@ -281,6 +298,15 @@ class GalleryStore:
             raise GalleryError("features must be finite and non-zero", "feature")
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
+    def _check_metadata(self, metadata: dict[str, Any] | None) -> None:
+        text = json.dumps(metadata or {}, separators=(",", ":"), ensure_ascii=False)
+        size = len(text.encode("utf-8"))
+        if size > self.metadata_max_bytes:
+            raise GalleryError(
+                f"metadata is {size} bytes as JSON, over the limit of {self.metadata_max_bytes}",
+                "metadata",
+            )
+
     def _count(self, gallery: str) -> int:
         self.client.load_collection(_collection(gallery))
         rows = self.client.query(_collection(gallery), filter="", output_fields=["count(*)"])
@@ -302,6 +328,36 @@ class GalleryStore:
         return rows
 
 
+def _connect(uri: str, token: str | None, timeout_s: float) -> Any:
+    """A client whose server answers, waiting up to ``timeout_s`` for it to come up.
+
+    An embedded Milvus Lite starts its server process and gives it 0.5 s before the client
+    connects; on a busy machine the server is not listening yet (1 fresh start in 9 failed) and
+    the client gives up after its own 10 s. A Milvus server may be starting too. So connection
+    failures are retried until the deadline; any other error is raised at once.
+    """
+    from pymilvus import MilvusClient, MilvusException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client = MilvusClient(uri=uri, token=token or "")
+            client.list_collections()  # a round trip: the server is listening
+            return client
+        except MilvusException as exc:
+            if not _is_connection_failure(exc) or time.monotonic() >= deadline:
+                raise
+            log.info("gallery store not reachable yet (%s); retrying", exc.message)
+            time.sleep(0.25)
+
+
+def _is_connection_failure(exc: Any) -> bool:
+    import grpc
+    from pymilvus.client.types import Status
+
+    return exc.code in (Status.CONNECT_FAILED, grpc.StatusCode.UNAVAILABLE)
+
+
 def _collection(gallery: str) -> str:
     return _COLLECTION_PREFIX + gallery.encode("utf-8").hex()
 
@@ -309,7 +365,9 @@ def _collection(gallery: str) -> str:
 def _check_gallery_name(name: str) -> None:
     if not GALLERY_NAME.match(name):
         raise GalleryError(
-            "gallery names are 1-64 characters of letters, digits, '_', '-' and '.'", "gallery"
+            "gallery names are 1-64 characters of letters, digits, '_', '-' and '.', starting "
+            "with a letter or a digit",
+            "gallery",
         )
 
 

@@ -15,6 +15,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_PACK = "buffalo_sc_int8"
+# A Milvus server refuses JSON fields over 64 KiB; the default cap keeps well under it.
+GALLERY_METADATA_MAX_BYTES = 16 * 1024
 
 
 def available_cpu_count() -> int:
@@ -54,6 +56,8 @@ class Settings(BaseSettings):
     gallery_dir: Path = Path("galleries")
     gallery_uri: str | None = None
     gallery_token: str | None = Field(default=None, repr=False)
+    # An enrolled face's metadata, serialized as JSON (UTF-8), at most this many bytes.
+    gallery_metadata_max_bytes: int = Field(GALLERY_METADATA_MAX_BYTES, ge=2, le=64 * 1024)
 
     # --- ONNX Runtime ---------------------------------------------------------------------
     intra_op_threads: int = Field(default_factory=available_cpu_count, ge=1)

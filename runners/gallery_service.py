@@ -48,7 +48,14 @@ class GalleryStoreService:
             else:
                 settings.gallery_dir.mkdir(parents=True, exist_ok=True)
                 uri = str(settings.gallery_dir.resolve() / "galleries.db")
-            self._stores[key] = GalleryStore(uri, pack, dimension, settings.gallery_token)
+            self._stores[key] = GalleryStore(
+                uri,
+                pack,
+                dimension,
+                settings.gallery_token,
+                connect_timeout_s=settings.request_timeout_s,
+                metadata_max_bytes=settings.gallery_metadata_max_bytes,
+            )
             log.info("galleries opened (%s)", "Milvus server" if settings.gallery_uri else uri)
         return self._stores[key]
 

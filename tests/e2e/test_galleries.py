@@ -4,6 +4,7 @@ restarts, and the contract's errors."""
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections import defaultdict
 
@@ -251,6 +252,56 @@ def test_bad_input_and_unknown_names(api, enrolled, method, path, body, status, 
         assert "does not exist" in detail or "is not in" in detail, detail
 
 
+def enroll_at_raw_path(server, name: str) -> httpx.Response:
+    # Sent as written: httpx would otherwise resolve `..` before the request leaves.
+    url = httpx.URL(f"{server.url}/v1/galleries/placeholder/faces").copy_with(
+        raw_path=f"/v1/galleries/{name}/faces".encode()
+    )
+    body = {"subject": "x", "feature": encode_feature(np.ones(512))}
+    return httpx.post(url, json=body, headers={"x-api-key": API_KEY})
+
+
+@pytest.mark.parametrize("name", ["%2e%2e", "%2E%2e", "%2e", ".people", "...", "-x", "_x"])
+def test_gallery_names_start_with_a_letter_or_a_digit(server, name):
+    response = enroll_at_raw_path(server, name)
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["loc"] == ["body", "gallery"] and "letter or a digit" in item["msg"]
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_dot_segments_never_name_a_gallery(server, name):
+    # The server resolves them first: /v1/galleries/../faces is /v1/faces, which is no route.
+    assert enroll_at_raw_path(server, name).status_code in (404, 405)
+
+
+def test_metadata_over_the_cap_is_422_over_json_and_multipart(api):
+    feature = encode_feature(np.ones(512))
+    five_mb = {"note": "x" * (5 * 1024 * 1024)}
+    response = api.post(
+        "/v1/galleries/meta/faces", json={"subject": "x", "feature": feature, "metadata": five_mb}
+    )
+    assert response.status_code == 422, response.text[:500]
+    [item] = response.json()["detail"]
+    assert item["loc"] == ["body", "metadata"] and "16384" in item["msg"]
+    just_over = {"n": "x" * (16 * 1024 - 8 + 1)}  # 16 KiB + 1 byte as compact JSON
+    response = api.post(
+        "/v1/file/galleries/meta/faces",
+        files={"image": ("a.jpg", IDENTITIES[0].read_bytes())},
+        data={"subject": "x", "metadata": json.dumps(just_over)},
+    )
+    assert response.status_code == 422, response.text[:500]
+    assert response.json()["detail"][0]["loc"] == ["body", "metadata"]
+    at_the_cap = {"n": "x" * (16 * 1024 - 8)}
+    response = api.post(
+        "/v1/galleries/meta/faces",
+        json={"subject": "x", "feature": feature, "metadata": at_the_cap},
+    )
+    assert response.status_code == 200, response.text[:500]
+    listed = api.get("/v1/galleries/meta/faces").json()
+    assert listed["total"] == 1 and listed["faces"][0]["metadata"] == at_the_cap
+
+
 def test_an_image_without_a_face_is_422(api):
     ok, png = cv2.imencode(".png", np.zeros((64, 64, 3), np.uint8))
     assert ok
@@ -285,3 +336,37 @@ def test_galleries_survive_a_restart(tmp_path, imported_pack):
             f"{second.url}/v1/galleries/kept/search", json=body, headers=headers, timeout=60
         ).json()
         assert found["results"][0]["matches"][0]["faceId"] == face_id
+
+
+FRESH_STARTS = 20
+
+
+def test_the_first_enroll_after_a_fresh_start_never_fails(tmp_path, imported_pack):
+    """The embedded Milvus Lite starts on the first gallery call; its server was not always
+    listening yet (1 fresh start in 9 answered 503). Two servers start side by side each
+    round, so each start competes for the CPU as on a busy host."""
+    feature = encode_feature(np.ones(512))
+    answers: dict[int, str] = {}
+
+    def start_and_enroll(run: int) -> None:
+        folder = tmp_path / f"run-{run}"
+        env = {"FACE_API_KEYS": API_KEY, "FACE_GALLERY_DIR": str(folder / "galleries")}
+        folder.mkdir()
+        with start_server(folder / "serve.log", env) as srv:
+            response = httpx.post(
+                f"{srv.url}/v1/galleries/fresh/faces",
+                json={"subject": "first", "feature": feature},
+                headers={"x-api-key": API_KEY},
+                timeout=120,
+            )
+            answers[run] = f"{response.status_code} {response.text[:200]}"
+
+    for first in range(0, FRESH_STARTS, 2):
+        pair = [threading.Thread(target=start_and_enroll, args=(r,)) for r in (first, first + 1)]
+        for thread in pair:
+            thread.start()
+        for thread in pair:
+            thread.join()
+    assert len(answers) == FRESH_STARTS
+    failed = {run: text for run, text in answers.items() if not text.startswith("200")}
+    assert not failed, failed

@@ -92,6 +92,96 @@ def test_bad_input_is_refused(store, people):
         store.enroll("known", "", people[:1])
 
 
+@pytest.mark.parametrize("name", ["..", ".", "...", ".hidden", "_x", "-x", "a" * 65, "", "a/b"])
+def test_gallery_names_start_with_a_letter_or_digit(store, people, name):
+    with pytest.raises(GalleryError, match="starting with a letter or a digit") as refused:
+        store.enroll(name, "x", people[:1])
+    assert refused.value.field == "gallery"
+
+
+def test_names_that_fit_the_rule_are_kept(store, people):
+    for name in ("a", "9", "a.b-c_d", "Z" + "." * 63):
+        store.enroll(name, "x", people[:1])
+        assert store.gallery(name).faces == 1
+
+
+def test_metadata_is_capped_by_its_serialized_size(tmp_path, people):
+    capped = GalleryStore(str(tmp_path / "galleries.db"), PACK, DIM, metadata_max_bytes=100)
+    capped.enroll("m", "x", people[:1], {"note": "a" * 80})  # 91 bytes as compact JSON
+    with pytest.raises(GalleryError, match="over the limit of 100") as refused:
+        capped.enroll("m", "x", people[:1], {"note": "a" * 90})
+    assert refused.value.field == "metadata"
+    # Counted in UTF-8 bytes, not characters: 30 three-byte characters are 90 bytes.
+    with pytest.raises(GalleryError, match="metadata is 101 bytes"):
+        capped.enroll("m", "x", people[:1], {"note": "\u4eba" * 30})
+    assert capped.gallery("m").faces == 1  # nothing of a refused call was stored
+    capped.client.close()
+
+
+def test_default_metadata_cap_is_16_kib(store, people):
+    store.enroll("meta", "x", people[:1], {"n": "a" * (16 * 1024 - 8)})  # exactly 16 KiB
+    with pytest.raises(GalleryError, match="16384"):
+        store.enroll("meta", "x", people[:1], {"n": "a" * (5 * 1024 * 1024)})
+
+
+class _FlakyClient:
+    """A MilvusClient whose server comes up after ``failures`` tries."""
+
+    attempts = 0
+    failures = 0
+    code: object = None
+
+    def __init__(self, uri: str, token: str) -> None:
+        from pymilvus import MilvusException
+
+        type(self).attempts += 1
+        if type(self).attempts <= type(self).failures:
+            raise MilvusException(code=type(self).code, message="server unavailable")
+
+    def list_collections(self) -> list[str]:
+        return []
+
+
+@pytest.fixture
+def flaky_milvus(monkeypatch):
+    import pymilvus
+
+    monkeypatch.setattr(pymilvus, "MilvusClient", _FlakyClient)
+    _FlakyClient.attempts = 0
+    return _FlakyClient
+
+
+def test_connecting_waits_for_a_server_that_is_not_listening_yet(flaky_milvus):
+    import grpc
+    from pymilvus.client.types import Status
+
+    from face_api.galleries import _connect
+
+    for code in (Status.CONNECT_FAILED, grpc.StatusCode.UNAVAILABLE):
+        flaky_milvus.attempts, flaky_milvus.failures, flaky_milvus.code = 0, 3, code
+        assert isinstance(_connect("x.db", None, timeout_s=30), _FlakyClient)
+        assert flaky_milvus.attempts == 4
+
+
+def test_connecting_gives_up_at_the_deadline_and_on_other_errors(flaky_milvus):
+    import time
+
+    from pymilvus import MilvusException
+    from pymilvus.client.types import Status
+
+    from face_api.galleries import _connect
+
+    flaky_milvus.failures, flaky_milvus.code = 10**6, Status.CONNECT_FAILED
+    started = time.monotonic()
+    with pytest.raises(MilvusException):
+        _connect("x.db", None, timeout_s=1)
+    assert 1 <= time.monotonic() - started < 3
+    flaky_milvus.attempts, flaky_milvus.code = 0, Status.ILLEGAL_ARGUMENT
+    with pytest.raises(MilvusException):
+        _connect("x.db", None, timeout_s=30)
+    assert flaky_milvus.attempts == 1  # not a connection failure: no retry
+
+
 def test_galleries_survive_a_reopen_and_refuse_another_pack(tmp_path, people):
     db = str(tmp_path / "galleries.db")
     first = GalleryStore(db, PACK, DIM)
