@@ -12,7 +12,6 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import aiohttp
 import bentoml
 import numpy as np
 from fastapi import FastAPI
@@ -21,20 +20,23 @@ from pydantic import Field
 
 from face_api import __version__
 from face_api.answers import RETRY_AFTER_S, answer
-from face_api.faces import DetectSortType, align_faces
+from face_api.faces import DetectSortType
 from face_api.features import cosine, encode_feature, feature_score
 from face_api.gallery_api import post_routes as gallery_post_routes
 from face_api.gallery_api import router as gallery_router
+from face_api.images import decode_base64
 from face_api.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
     ErrorShapeMiddleware,
     RequestBodyMiddleware,
+    ServerTimingMiddleware,
 )
 from face_api.openapi import OpenApiMiddleware, contract_openapi
-from face_api.pipeline import FacePipeline
+from face_api.pipeline import Analysis
 from face_api.responses import detect_result, embedding_list, no_face, whole_crop
+from face_api.runner_client import RunnerClient
 from face_api.schemas import (
     MAX_RESULTS_LIMIT,
     DetectReqBody,
@@ -63,6 +65,7 @@ from face_api.schemas import (
 )
 from face_api.settings import get_settings
 from face_api.startup import enable_service_logging, refuse_to_start
+from face_api.timing import request_timings
 from runners.gallery_service import GalleryStoreService
 from runners.insightface_runner import InsightFaceRunner
 
@@ -88,35 +91,6 @@ BACKSTOP_TIMEOUT_S = 10
 HEALTH_TIMEOUT_S = 5
 
 
-class RunnerBackend:
-    """The runner's methods as the pipeline's ``InferenceBackend``.
-
-    A pooled keep-alive connection can be closed by the runner's server just as a request is
-    written to it (its idle timeout); inference is idempotent, so such a call is sent again.
-    """
-
-    RETRIES = 2
-
-    def __init__(self, runner: Any) -> None:
-        self.runner = runner
-
-    async def _call(self, method: str, array: np.ndarray) -> np.ndarray:
-        for attempt in range(self.RETRIES + 1):
-            try:
-                return await getattr(self.runner.to_async, method)(array)
-            except aiohttp.ClientConnectionError:
-                if attempt == self.RETRIES:
-                    raise
-                log.info("runner connection dropped during %s; retrying", method)
-        raise AssertionError("unreachable")
-
-    async def detect(self, canvases: np.ndarray) -> np.ndarray:
-        return await self._call("detect", canvases)
-
-    async def embed(self, crops: np.ndarray) -> np.ndarray:
-        return await self._call("embed", crops)
-
-
 @bentoml.service(
     name="FaceAPI",
     workers=settings.api_workers,
@@ -137,49 +111,55 @@ class FaceAPI:
                 "(one key a line), or switch key checks off explicitly with FACE_API_AUTH=off"
             )
         self._info: dict[str, Any] | None = None
-        self._pipeline: FacePipeline | None = None
+        self.client = RunnerClient(self.runner)
 
     # -- plumbing ----------------------------------------------------------------------------
     async def model_info(self) -> dict[str, Any]:
         if self._info is None:
-            self._info = await self.runner.to_async.info()
+            self._info = await self.client.info()
         return self._info
-
-    async def pipeline(self) -> FacePipeline:
-        if self._pipeline is None:
-            info = await self.model_info()
-            self._pipeline = FacePipeline(
-                backend=RunnerBackend(self.runner),
-                det_size=info["detector"]["input_size"][0],
-                crop_size=info["recognizer"]["input_size"][0],
-                max_pixels=settings.max_pixels,
-                embed_chunk=settings.embed_max_batch_size,
-                max_results_cap=settings.max_results_cap,
-            )
-        return self._pipeline
 
     @staticmethod
     async def answer(work: Awaitable[T]) -> T | JSONResponse:
         """The handler's result, or the contract's error response (``face_api.answers``)."""
         return await answer(work, settings.request_timeout_s)
 
+    @staticmethod
+    def _b64(text: str, field: str = "image") -> tuple[str, bytes]:
+        with request_timings().stage("base64"):
+            return field, decode_base64(text, field)
+
+    @staticmethod
+    def _file(path: Path, field: str = "image") -> tuple[str, bytes]:
+        return field, path.read_bytes()
+
+    async def _analyze(
+        self, image: tuple[str, bytes], max_results: int, sort_type: int, embed: bool
+    ) -> Analysis:
+        limit = min(max_results, settings.max_results_cap)
+        (found,) = await self.client.analyze([image], limit, DetectSortType(sort_type), embed)
+        return found
+
     # -- shared request logic ----------------------------------------------------------------
     async def _detect(
-        self, image: np.ndarray, seq: int, sort_type: int, max_results: int
+        self, image: tuple[str, bytes], seq: int, sort_type: int, max_results: int
     ) -> DetectResponse:
-        pipe = await self.pipeline()
-        faces = await pipe.find_faces(image, DetectSortType(sort_type), max_results)
-        return DetectResponse(seq=seq, faces=[detect_result(f, image.shape) for f in faces])
+        found = await self._analyze(image, max_results, sort_type, embed=False)
+        shape = (found.height, found.width)
+        return DetectResponse(seq=seq, faces=[detect_result(f, shape) for f in found.faces])
 
     async def _faces_with_embeddings(
-        self, image: np.ndarray, max_results: int
+        self, image: tuple[str, bytes], max_results: int
     ) -> list[tuple[Any, np.ndarray]]:
-        pipe = await self.pipeline()
-        faces = await pipe.find_faces(image, DetectSortType.AREA, max_results)
-        embeddings = await pipe.embed_faces(image, faces)
-        return [(detect_result(f, image.shape), e) for f, e in zip(faces, embeddings, strict=True)]
+        found = await self._analyze(image, max_results, DetectSortType.AREA, embed=True)
+        shape = (found.height, found.width)
+        if not len(found.faces):
+            return []
+        return [
+            (detect_result(f, shape), e) for f, e in zip(found.faces, found.embeddings, strict=True)
+        ]
 
-    async def _feature(self, image: np.ndarray) -> FeatureResponse:
+    async def _feature(self, image: tuple[str, bytes]) -> FeatureResponse:
         found = await self._faces_with_embeddings(image, 1)
         if not found:
             return FeatureResponse(version=__version__, feature="", face_detect=no_face())
@@ -188,7 +168,7 @@ class FaceAPI:
             version=__version__, feature=encode_feature(embedding), face_detect=face
         )
 
-    async def _embeddings(self, image: np.ndarray) -> EmbeddingsResponse:
+    async def _embeddings(self, image: tuple[str, bytes]) -> EmbeddingsResponse:
         found = await self._faces_with_embeddings(image, 1)
         if not found:
             return EmbeddingsResponse(version=__version__, embeddings=[], face_detect=no_face())
@@ -197,7 +177,9 @@ class FaceAPI:
             version=__version__, embeddings=embedding_list(embedding), face_detect=face
         )
 
-    async def _multi_feature(self, image: np.ndarray, max_results: int) -> MultiFeatureResponse:
+    async def _multi_feature(
+        self, image: tuple[str, bytes], max_results: int
+    ) -> MultiFeatureResponse:
         found = await self._faces_with_embeddings(image, max_results)
         return MultiFeatureResponse(
             version=__version__,
@@ -207,7 +189,7 @@ class FaceAPI:
         )
 
     async def _multi_embeddings(
-        self, image: np.ndarray, max_results: int
+        self, image: tuple[str, bytes], max_results: int
     ) -> MultiEmbeddingsResponse:
         found = await self._faces_with_embeddings(image, max_results)
         return MultiEmbeddingsResponse(
@@ -217,53 +199,36 @@ class FaceAPI:
             ],
         )
 
-    async def _crop_embedding(self, crop: np.ndarray, field: str) -> np.ndarray:
-        pipe = await self.pipeline()
-        return (await pipe.embed(pipe.check_crop(crop, field)[np.newaxis]))[0]
+    async def _crop_embedding(self, crop: tuple[str, bytes]) -> tuple[np.ndarray, Any]:
+        """The crop's embedding, and its ``face_detect`` (the whole crop: no detection ran)."""
+        embedding = (await self.client.embed_crops([crop]))[0]
+        size = (await self.model_info())["recognizer"]["input_size"][0]
+        return embedding, whole_crop((size, size))
 
-    async def _feature_only(self, crop: np.ndarray) -> FeatureResponse:
-        embedding = await self._crop_embedding(crop, "image")
+    async def _feature_only(self, crop: tuple[str, bytes]) -> FeatureResponse:
+        embedding, face = await self._crop_embedding(crop)
         return FeatureResponse(
-            version=__version__,
-            feature=encode_feature(embedding),
-            face_detect=whole_crop(crop.shape),
+            version=__version__, feature=encode_feature(embedding), face_detect=face
         )
 
-    async def _embeddings_only(self, crop: np.ndarray) -> EmbeddingsResponse:
-        embedding = await self._crop_embedding(crop, "image")
+    async def _embeddings_only(self, crop: tuple[str, bytes]) -> EmbeddingsResponse:
+        embedding, face = await self._crop_embedding(crop)
         return EmbeddingsResponse(
-            version=__version__,
-            embeddings=embedding_list(embedding),
-            face_detect=whole_crop(crop.shape),
+            version=__version__, embeddings=embedding_list(embedding), face_detect=face
         )
 
-    async def _score(self, image1: np.ndarray, image2: np.ndarray) -> ScoreResponse:
-        pipe = await self.pipeline()
-        faces1, faces2 = await asyncio.gather(
-            pipe.find_faces(image1, DetectSortType.AREA, 1),
-            pipe.find_faces(image2, DetectSortType.AREA, 1),
-        )
+    async def _score(self, image1: tuple[str, bytes], image2: tuple[str, bytes]) -> ScoreResponse:
+        # Both images in one runner call: one detection pass and one recognition pass.
+        found = await self.client.analyze([image1, image2], 1, DetectSortType.AREA, embed=True)
         detects = [
-            detect_result(faces[0], image.shape) if len(faces) else no_face()
-            for faces, image in ((faces1, image1), (faces2, image2))
+            detect_result(a.faces[0], (a.height, a.width)) if len(a.faces) else no_face()
+            for a in found
         ]
-        if not len(faces1) or not len(faces2):
+        if not all(len(a.faces) for a in found):
             return ScoreResponse(score=0.0, face_detects=detects)
-        # Both faces go to the recognizer in one batch.
-        crops = np.concatenate(
-            [
-                align_faces(image1, faces1, pipe.crop_size),
-                align_faces(image2, faces2, pipe.crop_size),
-            ]
+        return ScoreResponse(
+            score=cosine(found[0].embeddings[0], found[1].embeddings[0]), face_detects=detects
         )
-        embeddings = await pipe.embed(crops)
-        return ScoreResponse(score=cosine(embeddings[0], embeddings[1]), face_detects=detects)
-
-    async def _b64(self, text: str, field: str = "image") -> np.ndarray:
-        return (await self.pipeline()).image_from_base64(text, field)
-
-    async def _file(self, path: Path, field: str = "image") -> np.ndarray:
-        return (await self.pipeline()).image_from_bytes(path.read_bytes(), field)
 
     # -- JSON endpoints ----------------------------------------------------------------------
     @bentoml.api(route="/v1/detect")
@@ -271,7 +236,7 @@ class FaceAPI:
         """Detects many people's faces in one image: box, confidence, 5 landmarks."""
 
         async def work() -> DetectResponse:
-            image = await self._b64(body.image)
+            image = self._b64(body.image)
             return await self._detect(image, body.seq, body.detect_sort_type, body.max_results)
 
         return await self.answer(work())
@@ -281,7 +246,7 @@ class FaceAPI:
         """Extracts the largest face's feature (base64 of little-endian float32) from one image."""
 
         async def work() -> FeatureResponse:
-            return await self._feature(await self._b64(body.image))
+            return await self._feature(self._b64(body.image))
 
         return await self.answer(work())
 
@@ -290,7 +255,7 @@ class FaceAPI:
         """Extracts the feature of one already aligned 112x112 face crop (no detection)."""
 
         async def work() -> FeatureResponse:
-            return await self._feature_only(await self._b64(body.image))
+            return await self._feature_only(self._b64(body.image))
 
         return await self.answer(work())
 
@@ -299,7 +264,7 @@ class FaceAPI:
         """Extracts the features of up to maxResults faces in one image, largest first."""
 
         async def work() -> MultiFeatureResponse:
-            return await self._multi_feature(await self._b64(body.image), body.max_results)
+            return await self._multi_feature(self._b64(body.image), body.max_results)
 
         return await self.answer(work())
 
@@ -308,7 +273,7 @@ class FaceAPI:
         """Extracts the largest face's embedding (a list of floats) from one image."""
 
         async def work() -> EmbeddingsResponse:
-            return await self._embeddings(await self._b64(body.image))
+            return await self._embeddings(self._b64(body.image))
 
         return await self.answer(work())
 
@@ -317,7 +282,7 @@ class FaceAPI:
         """Extracts the embedding of one already aligned 112x112 face crop (no detection)."""
 
         async def work() -> EmbeddingsResponse:
-            return await self._embeddings_only(await self._b64(body.image))
+            return await self._embeddings_only(self._b64(body.image))
 
         return await self.answer(work())
 
@@ -326,7 +291,7 @@ class FaceAPI:
         """Extracts the embeddings of up to maxResults faces in one image, largest first."""
 
         async def work() -> MultiEmbeddingsResponse:
-            return await self._multi_embeddings(await self._b64(body.image), body.max_results)
+            return await self._multi_embeddings(self._b64(body.image), body.max_results)
 
         return await self.answer(work())
 
@@ -335,8 +300,8 @@ class FaceAPI:
         """Cosine similarity of the largest faces of two images, in [-1, 1]."""
 
         async def work() -> ScoreResponse:
-            image1 = await self._b64(body.image1, "image1")
-            image2 = await self._b64(body.image2, "image2")
+            image1 = self._b64(body.image1, "image1")
+            image2 = self._b64(body.image2, "image2")
             return await self._score(image1, image2)
 
         return await self.answer(work())
@@ -362,7 +327,7 @@ class FaceAPI:
         """The multipart twin of /v1/detect: the image as an uploaded file."""
 
         async def work() -> DetectResponse:
-            return await self._detect(await self._file(image), seq, detectSortType, maxResults)
+            return await self._detect(self._file(image), seq, detectSortType, maxResults)
 
         return await self.answer(work())
 
@@ -371,7 +336,7 @@ class FaceAPI:
         """The multipart twin of /v1/feature: the image as an uploaded file."""
 
         async def work() -> FeatureResponse:
-            return await self._feature(await self._file(image))
+            return await self._feature(self._file(image))
 
         return await self.answer(work())
 
@@ -380,7 +345,7 @@ class FaceAPI:
         """The multipart twin of /v1/feature-only: the crop as an uploaded file."""
 
         async def work() -> FeatureResponse:
-            return await self._feature_only(await self._file(image))
+            return await self._feature_only(self._file(image))
 
         return await self.answer(work())
 
@@ -389,7 +354,7 @@ class FaceAPI:
         """The multipart twin of /v1/embeddings: the image as an uploaded file."""
 
         async def work() -> EmbeddingsResponse:
-            return await self._embeddings(await self._file(image))
+            return await self._embeddings(self._file(image))
 
         return await self.answer(work())
 
@@ -398,7 +363,7 @@ class FaceAPI:
         """The multipart twin of /v1/embeddings-only: the crop as an uploaded file."""
 
         async def work() -> EmbeddingsResponse:
-            return await self._embeddings_only(await self._file(image))
+            return await self._embeddings_only(self._file(image))
 
         return await self.answer(work())
 
@@ -407,8 +372,8 @@ class FaceAPI:
         """The multipart twin of /v1/score: both images as uploaded files."""
 
         async def work() -> ScoreResponse:
-            first = await self._file(image1, "image1")
-            second = await self._file(image2, "image2")
+            first = self._file(image1, "image1")
+            second = self._file(image2, "image2")
             return await self._score(first, second)
 
         return await self.answer(work())
@@ -423,7 +388,7 @@ class FaceAPI:
         """Checks that the server is live: the model runner answers, now (not a cached answer)."""
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
-                self._info = await self.runner.to_async.info()
+                self._info = await self.client.info()
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             body = HealthResponse(status="unavailable", detail=type(exc).__name__)
             return JSONResponse(body.model_dump(), 503, headers={"retry-after": RETRY_AFTER_S})
@@ -504,6 +469,7 @@ def _published_openapi() -> dict[str, Any]:
 
 # Outermost first: the key is checked before any body is read, then the in-flight limit (so a
 # slow upload holds a slot: buffered bodies are bounded too), the body limit, ...
+FaceAPI.add_asgi_middleware(ServerTimingMiddleware)
 FaceAPI.add_asgi_middleware(OpenApiMiddleware, build=_published_openapi)
 FaceAPI.add_asgi_middleware(
     ApiKeyMiddleware, keys=settings.load_api_keys(), enabled=settings.auth_enabled

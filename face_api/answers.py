@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from face_api.errors import RequestError
+from face_api.timing import request_timings, since_ms
 
 log = logging.getLogger("face_api")
 T = TypeVar("T")
@@ -52,6 +54,8 @@ class StatusError(Exception):
 
 async def answer(work: Awaitable[T], timeout_s: int) -> T | JSONResponse:
     """``work``'s result within ``timeout_s``, or the contract's error response."""
+    timings = request_timings()
+    timings.add("parse", since_ms(timings.started))  # everything before the handler
     try:
         async with asyncio.timeout(timeout_s):
             return await work
@@ -71,3 +75,5 @@ async def answer(work: Awaitable[T], timeout_s: int) -> T | JSONResponse:
     except BACKEND_ERRORS as exc:
         log.warning("inference backend failed: %s", type(exc).__name__)
         return unavailable(f"inference backend unavailable ({type(exc).__name__})")
+    finally:
+        timings.handler_ended = time.perf_counter()

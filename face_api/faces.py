@@ -13,7 +13,9 @@ import cv2
 import numpy as np
 from insightface.utils import face_align
 
-DETECTION_WIDTH = 15
+from runners.detector import DETECTION_WIDTH
+
+__all__ = ["DETECTION_WIDTH"]  # the row format, as the detector writes it
 
 # insightface's norm_crop calls scikit-image's deprecated SimilarityTransform.estimate; the warning
 # says nothing to an operator and would be printed by every worker.

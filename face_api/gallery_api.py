@@ -37,8 +37,9 @@ from face_api.gallery_schemas import (
     VerifyReqBody,
     VerifyResponse,
 )
-from face_api.pipeline import FacePipeline
+from face_api.images import decode_base64
 from face_api.responses import detect_result
+from face_api.runner_client import RunnerClient
 from face_api.schemas import ErrorMessage
 from face_api.settings import get_settings
 
@@ -54,8 +55,8 @@ class GalleryHost(Protocol):
     """What the routes need from the service instance (``service.FaceAPI``)."""
 
     gallery_store: Any
+    client: RunnerClient
 
-    async def pipeline(self) -> FacePipeline: ...
     async def model_info(self) -> dict[str, Any]: ...
 
 
@@ -96,16 +97,13 @@ async def _probes(
         raise RequestError("image", "give exactly one of image or feature")
     if feature is not None:
         return decode_feature(feature, "feature")[np.newaxis], [None]
-    pipe = await svc.pipeline()
-    if isinstance(image, str):
-        picture = pipe.image_from_base64(image, "image")
-    else:
-        picture = pipe.image_from_bytes(image, "image")
-    faces = await pipe.find_faces(picture, DetectSortType.AREA, limit if all_faces else 1)
-    if not len(faces):
+    data = decode_base64(image, "image") if isinstance(image, str) else image
+    max_faces = min(limit if all_faces else 1, get_settings().max_results_cap)
+    (found,) = await svc.client.analyze([("image", data)], max_faces, DetectSortType.AREA, True)
+    if not len(found.faces):
         raise RequestError("image", "no face found in the image", type_="value_error.no_face")
-    embeddings = await pipe.embed_faces(picture, faces)
-    return embeddings, [detect_result(f, picture.shape) for f in faces]
+    shape = (found.height, found.width)
+    return found.embeddings, [detect_result(f, shape) for f in found.faces]
 
 
 async def _guard(work: Any) -> Any:

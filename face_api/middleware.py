@@ -20,6 +20,9 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from face_api import timing
+from face_api.timing import SERVER_TIMING, Timings, since_ms
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -130,6 +133,35 @@ class BodyLimitMiddleware:
             headers={"connection": "close"},
         )
         await response(scope, receive, send)
+
+
+class ServerTimingMiddleware:
+    """A ``Server-Timing`` header on every answer to a POST under /v1/: the request's stages
+    (``face_api.timing``), ``response`` (serializing the answer) and ``total``, in ms."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _is_api_post(scope):
+            await self.app(scope, receive, send)
+            return
+        timings = Timings()
+        token = timing.current.set(timings)
+
+        async def send_with_timings(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if timings.handler_ended is not None:
+                    timings.add("response", since_ms(timings.handler_ended))
+                timings.add("total", since_ms(timings.started))
+                headers = [*message.get("headers", []), (SERVER_TIMING, timings.header())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_timings)
+        finally:
+            timing.current.reset(token)
 
 
 class ConcurrencyLimitMiddleware:

@@ -1,67 +1,148 @@
-"""The request pipeline between HTTP and the models.
+"""The face pipeline: encoded images in, faces and embeddings out.
 
-Decode, letterbox, detect, select, align, embed.
-
-It talks to an ``InferenceBackend`` (the runner through ``bentoml.depends`` in the service, the
-engine in process in benchmarks), so pixels stay here and only small tensors cross over.
+Decode, letterbox, detect, back to image pixels, select, align, embed. It runs in the runner
+process, beside the models, so a request crosses from the API worker once, as the encoded bytes
+the client sent (a 640x480 JPEG is about 37 KB, where a letterboxed canvas was 1.2 MB), and the
+pixels stay where they were decoded. The pixel work (decode, letterbox, alignment) runs on a pool
+of threads, since OpenCV releases the GIL; detection and recognition go through an
+``InferenceBackend`` (the runner's batchers, or the engine itself in benchmarks and tests).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from face_api.errors import RequestError
 from face_api.faces import (
     DetectSortType,
+    Letterbox,
     align_faces,
     clip_boxes,
     letterbox,
     select_faces,
     to_image_coordinates,
 )
-from face_api.images import decode_base64, decode_image
+from face_api.images import decode_image
+from face_api.timing import Timings
+
+T = TypeVar("T")
+Image = tuple[str, bytes]  # (the request field it came in, its encoded bytes)
 
 
 class InferenceBackend(Protocol):
-    async def detect(self, canvases: np.ndarray) -> np.ndarray: ...
-    async def embed(self, crops: np.ndarray) -> np.ndarray: ...
+    async def detect(self, canvases: np.ndarray, timings: Timings) -> list[np.ndarray]: ...
+    async def embed(self, crops: np.ndarray, timings: Timings) -> np.ndarray: ...
 
 
 class EngineBackend:
     """An in-process engine (blocking ``detect``/``embed``, as ``runners.engine.FaceEngine``) as
-    an ``InferenceBackend``: the same pipeline without HTTP, for benchmarks and tests."""
+    an ``InferenceBackend``: the same pipeline without the runner's batching, for benchmarks and
+    tests."""
 
-    def __init__(self, engine: object) -> None:
+    def __init__(self, engine: Any) -> None:
         self.engine = engine
 
-    async def detect(self, canvases: np.ndarray) -> np.ndarray:
-        return self.engine.detect(canvases)  # type: ignore[attr-defined]
+    async def detect(self, canvases: np.ndarray, timings: Timings) -> list[np.ndarray]:
+        with timings.stage("detect"):
+            return self.engine.detect(canvases)
 
-    async def embed(self, crops: np.ndarray) -> np.ndarray:
-        return self.engine.embed(crops)  # type: ignore[attr-defined]
+    async def embed(self, crops: np.ndarray, timings: Timings) -> np.ndarray:
+        with timings.stage("embed"):
+            return self.engine.embed(crops)
 
 
 @dataclass
+class Analysis:
+    """One image's faces: (K, 15) rows in image pixels (boxes clipped to the image), in the
+    requested order, and their unit embeddings when asked for."""
+
+    faces: np.ndarray
+    embeddings: np.ndarray | None
+    height: int
+    width: int
+
+
 class FacePipeline:
-    backend: InferenceBackend
-    det_size: int
-    crop_size: int
-    max_pixels: int
-    embed_chunk: int = 64
-    # An operator's cap on faces per answer (FACE_MAX_RESULTS_CAP): a larger maxResults is
-    # served up to the cap rather than refused, so clients using the reference's defaults work.
-    max_results_cap: int = 1000
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        det_size: int,
+        crop_size: int,
+        max_pixels: int,
+        embed_chunk: int = 64,
+        pool: Executor | None = None,
+    ) -> None:
+        self.backend = backend
+        self.det_size = det_size
+        self.crop_size = crop_size
+        self.max_pixels = max_pixels
+        self.embed_chunk = embed_chunk
+        self.pool = pool or ThreadPoolExecutor(1, thread_name_prefix="face-images")
 
-    # -- images ------------------------------------------------------------------------------
-    def image_from_base64(self, text: str, field: str) -> np.ndarray:
-        return decode_image(decode_base64(text, field), field, self.max_pixels)
+    async def _in_pool(self, work: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
 
-    def image_from_bytes(self, data: bytes, field: str) -> np.ndarray:
+    async def _each(self, work: Callable[..., T], *per_item: Sequence[Any]) -> list[T]:
+        """``work`` on every item, concurrently on the pool."""
+        calls = [self._in_pool(work, *args) for args in zip(*per_item, strict=True)]
+        return list(await asyncio.gather(*calls))
+
+    def _decode(self, image: Image) -> np.ndarray:
+        field, data = image
         return decode_image(data, field, self.max_pixels)
+
+    def _letterbox(self, image: np.ndarray) -> Letterbox:
+        return letterbox(image, self.det_size)
+
+    def _align(self, image: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        return align_faces(image, faces, self.crop_size)
+
+    async def analyze(
+        self,
+        images: Sequence[Image],
+        max_faces: int,
+        sort_type: DetectSortType,
+        embed: bool,
+        timings: Timings,
+    ) -> list[Analysis]:
+        """Every image's faces (the first ``max_faces`` in ``sort_type`` order), and their
+        embeddings if ``embed``: all images' detections in one pass, all crops together."""
+        with timings.stage("decode"):
+            pictures = await self._each(self._decode, images)
+        with timings.stage("letterbox"):
+            boxed = await self._each(self._letterbox, pictures)
+        found = await self.backend.detect(np.stack([b.canvas for b in boxed]), timings)
+        faces = [
+            select_faces(
+                clip_boxes(to_image_coordinates(rows, b.scale), picture.shape),
+                sort_type,
+                max_faces,
+            )
+            for rows, b, picture in zip(found, boxed, pictures, strict=True)
+        ]
+        embeddings: list[np.ndarray | None] = [None] * len(pictures)
+        if embed:
+            with timings.stage("align"):
+                crops = await self._each(self._align, pictures, faces)
+            embeddings = self._split(await self.embed(np.concatenate(crops), timings), crops)
+        return [
+            Analysis(f, e, p.shape[0], p.shape[1])
+            for f, e, p in zip(faces, embeddings, pictures, strict=True)
+        ]
+
+    async def embed_crops(self, images: Sequence[Image], timings: Timings) -> np.ndarray:
+        """Unit embeddings of already aligned crops, each checked to be the recognizer's size."""
+        with timings.stage("decode"):
+            crops = await self._each(self._decode, images)
+        for (field, _), crop in zip(images, crops, strict=True):
+            self.check_crop(crop, field)
+        return await self.embed(np.stack(crops), timings)
 
     def check_crop(self, crop: np.ndarray, field: str) -> np.ndarray:
         height, width = crop.shape[:2]
@@ -74,28 +155,18 @@ class FacePipeline:
             )
         return crop
 
-    # -- models ------------------------------------------------------------------------------
-    async def detect(self, image: np.ndarray) -> np.ndarray:
-        """Every face found, (N, 15) in image pixels, in the detector's order."""
-        boxed = letterbox(image, self.det_size)
-        padded = (await self.backend.detect(boxed.canvas[np.newaxis]))[0]
-        faces = to_image_coordinates(padded[padded[:, 4] > 0], boxed.scale)
-        return clip_boxes(faces, image.shape)
-
-    async def find_faces(
-        self, image: np.ndarray, sort_type: DetectSortType, max_results: int
-    ) -> np.ndarray:
-        limit = min(max_results, self.max_results_cap)
-        return select_faces(await self.detect(image), sort_type, limit)
-
-    async def embed(self, crops: np.ndarray) -> np.ndarray:
-        """Unit embeddings of aligned crops, in chunks of the runner's batch size, concurrently."""
+    async def embed(self, crops: np.ndarray, timings: Timings) -> np.ndarray:
+        """Unit embeddings of aligned crops, in chunks of the runner's batch size, concurrently
+        (so other requests' crops can share the passes)."""
+        if len(crops) == 0:
+            return np.zeros((0, 0), np.float32)
         if len(crops) <= self.embed_chunk:
-            return await self.backend.embed(crops)
+            return await self.backend.embed(crops, timings)
         chunks = [crops[i : i + self.embed_chunk] for i in range(0, len(crops), self.embed_chunk)]
-        return np.concatenate(await asyncio.gather(*(self.backend.embed(c) for c in chunks)))
+        parts = await asyncio.gather(*(self.backend.embed(c, timings) for c in chunks))
+        return np.concatenate(parts)
 
-    async def embed_faces(self, image: np.ndarray, faces: np.ndarray) -> np.ndarray:
-        if len(faces) == 0:
-            return np.zeros((0, 0), dtype=np.float32)
-        return await self.embed(align_faces(image, faces, self.crop_size))
+    @staticmethod
+    def _split(embeddings: np.ndarray, crops: list[np.ndarray]) -> list[np.ndarray | None]:
+        bounds = np.cumsum([len(c) for c in crops])[:-1]
+        return list(np.split(embeddings, bounds))

@@ -178,6 +178,7 @@ class DetectorInfo(BaseModel):
     input_size: list[int]
     score_threshold: float
     nms_threshold: float
+    max_batch: int  # the most images one detection pass takes
 
 
 class RecognizerInfo(BaseModel):

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_PACK = "buffalo_sc_int8"
@@ -71,7 +71,9 @@ class Settings(BaseSettings):
 
     # --- batching: the most rows one forward pass takes --------------------------------------
     embed_max_batch_size: int = Field(64, ge=1)
-    detect_max_batch_size: int = Field(8, ge=1)
+    # Unset: 32 images a pass on CUDA; 1 on CPU, where a batched pass was no faster per image
+    # (13% slower at 8 on this project's 2-core machine, benchmarks/README.md).
+    detect_max_batch_size: int | None = Field(None, ge=1)
 
     # --- limits ---------------------------------------------------------------------------
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
@@ -79,9 +81,28 @@ class Settings(BaseSettings):
     max_results_cap: int = Field(1000, ge=1, le=1000)  # the contract allows maxResults <= 1000
     request_timeout_s: int = Field(60, ge=1)
     # POSTs served at once by one API worker; more are answered 429 at once. Each holds at most
-    # one body (max_body_bytes) and one decoded image (max_pixels) in memory.
-    max_concurrency: int = Field(32, ge=1)
-    api_workers: int = Field(1, ge=1)
+    # one body (max_body_bytes) in the worker and one decoded image (max_pixels) in the runner.
+    # Unset: 32 per CPU this process may use, shared by the API workers.
+    max_concurrency: int | None = Field(None, ge=1)
+    # API worker processes. They only speak HTTP (JSON, base64) and call the runner, which
+    # decodes and runs the models; unset: one per 4 CPUs this process may use, at least 1.
+    api_workers: int | None = Field(None, ge=1)
+    # Threads of the runner for decoding, letterboxing and aligning (OpenCV releases the GIL).
+    image_threads: int = Field(default_factory=available_cpu_count, ge=1)
+
+    @model_validator(mode="after")
+    def _derive_worker_defaults(self) -> Settings:
+        cpus = available_cpu_count()
+        if self.api_workers is None:
+            self.api_workers = max(1, cpus // 4)
+        if self.max_concurrency is None:
+            self.max_concurrency = max(32, 32 * cpus // self.api_workers)
+        return self
+
+    def detect_batch_size(self, on_cuda: bool) -> int:
+        if self.detect_max_batch_size is not None:
+            return self.detect_max_batch_size
+        return 32 if on_cuda else 1
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """The model side without BentoML: ONNX Runtime sessions of one insightface pack, and their calls.
 
 Built from insightface's own model classes (``SCRFD``, ``ArcFaceONNX`` via ``model_zoo.get_model``),
-so preprocessing, anchor decoding and NMS are insightface's, not a copy. ``runners/service.py``
+so preprocessing, anchor decoding and NMS are insightface's; the detector runs whole batches
+(``runners/detector.py``). ``runners/service.py``
 wraps this in a BentoML service; the benchmarks call it in process.
 """
 
@@ -19,9 +20,9 @@ from insightface.model_zoo import model_zoo
 from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 from insightface.model_zoo.scrfd import SCRFD
 
-from face_api.faces import DETECTION_WIDTH
 from face_api.features import normalize
 from face_api.settings import Settings
+from runners.detector import BatchedDetector, batch_buckets, bucket_for
 
 log = logging.getLogger("face_api.runner")
 
@@ -63,16 +64,6 @@ def requested_providers(settings: Settings, available: Sequence[str]) -> list[An
     return [(CUDA, cuda_options), CPU]
 
 
-def batch_buckets(largest: int) -> list[int]:
-    """Powers of two up to ``largest``, and ``largest`` itself."""
-    sizes = [1 << i for i in range(largest.bit_length()) if 1 << i < largest]
-    return [*sizes, largest]
-
-
-def bucket_for(n: int, largest: int) -> int:
-    return next(size for size in batch_buckets(largest) if size >= n)
-
-
 def session_options(settings: Settings, cuda: bool = False) -> ort.SessionOptions:
     options = ort.SessionOptions()
     if cuda or not settings.ort_spinning:
@@ -94,7 +85,7 @@ class FaceEngine:
     pack_dir: Path
     settings: Settings
     pack_name: str = ""  # the pack's name in the model store (the folder is a version id)
-    detector: SCRFD = field(init=False)
+    detector: BatchedDetector = field(init=False)
     recognizer: ArcFaceONNX = field(init=False)
     detector_file: str = field(init=False)
     recognizer_file: str = field(init=False)
@@ -105,38 +96,44 @@ class FaceEngine:
         self.pack_name = self.pack_name or self.pack_dir.name
         available = ort.get_available_providers()
         wanted = requested_providers(self.settings, available)
-        options = session_options(self.settings, cuda=wanted[0] != CPU)
-        models: dict[str, tuple[str, Any]] = {}
-        for onnx_file in sorted(self.pack_dir.glob("*.onnx")):
-            model = model_zoo.get_model(str(onnx_file), providers=wanted, sess_options=options)
-            if model is not None and model.taskname in ("detection", "recognition"):
-                models.setdefault(model.taskname, (onnx_file.name, model))
-        if "detection" not in models or "recognition" not in models:
-            raise ModelPackError(
-                f"model pack {self.pack_dir} needs an SCRFD detector and an ArcFace recognizer "
-                f"(.onnx files insightface can route); found {sorted(models) or 'none'}"
+        on_cuda = wanted[0] != CPU
+        options = session_options(self.settings, cuda=on_cuda)
+        scrfd, arcface = route_pack(self.pack_dir)
+        self.detector_file = Path(scrfd.model_file).name
+        self.recognizer_file = Path(arcface.model_file).name
+        scrfd.prepare(0, det_thresh=self.settings.det_threshold)
+        self.detector = BatchedDetector(
+            scrfd,
+            wanted,
+            options,
+            size=self.settings.det_size,
+            max_batch=self.settings.detect_batch_size(on_cuda),
+            normalize_in_graph=on_cuda,
+            pad_to_buckets=on_cuda,
+        )
+        if not on_cuda and self.settings.cpu_recognizer == "openvino":
+            self.recognizer = self._openvino_recognizer(arcface.model_file)
+        else:
+            session = ort.InferenceSession(
+                arcface.model_file, sess_options=options, providers=list(wanted)
             )
-        self.detector_file, self.detector = models["detection"]
-        self.recognizer_file, self.recognizer = models["recognition"]
-        if wanted == [CPU] and self.settings.cpu_recognizer == "openvino":
-            self.recognizer = self._openvino_recognizer(self.recognizer.model_file)
-        size = self.settings.det_size
-        self.detector.prepare(0, input_size=(size, size), det_thresh=self.settings.det_threshold)
+            self.recognizer = ArcFaceONNX(model_file=arcface.model_file, session=session)
         self._warm_up()
         self.providers = self._providers_in_use()
         self.device = "cuda" if CUDA in self.providers else "cpu"
         if self.settings.device == "cuda" and self.device != "cuda":
             raise DeviceUnavailableError(
                 f"FACE_DEVICE=cuda but the sessions run on {self.providers}: ONNX Runtime could "
-                "not "
-                "load CUDA or cuDNN (see its log above for the missing library)."
+                "not load CUDA or cuDNN (see its log above for the missing library)."
             )
         if self.settings.device == "auto" and self.device == "cpu" and CUDA in available:
             log.warning("!!! FACE_DEVICE=auto: CUDA is offered but failed; running on CPU. !!!")
         log.info(
-            "model pack %s: detector %s, recognizer %s, providers in use %s, %d intra-op threads",
+            "model pack %s: detector %s (up to %d images a pass), recognizer %s, providers in "
+            "use %s, %d intra-op threads",
             self.pack_name,
             self.detector_file,
+            self.detector.max_batch,
             self.recognizer_file,
             self.providers,
             self.settings.intra_op_threads,
@@ -150,7 +147,9 @@ class FaceEngine:
                 "FACE_CPU_RECOGNIZER=openvino but openvino is not installed: using "
                 "ONNX Runtime's CPU provider for recognition"
             )
-            return self.recognizer
+            options = session_options(self.settings)
+            session = ort.InferenceSession(model_file, sess_options=options, providers=[CPU])
+            return ArcFaceONNX(model_file=model_file, session=session)
         session = openvino_session.OpenVINOSession(model_file, self.settings.intra_op_threads)
         return ArcFaceONNX(model_file=model_file, session=session)
 
@@ -168,9 +167,8 @@ class FaceEngine:
         return int(self.recognizer.output_shape[-1])
 
     def _providers_in_use(self) -> list[str]:
-        sessions = [*self.detector.resolution_sessions.values(), self.recognizer.session]
         in_use: list[str] = []
-        for session in sessions:
+        for session in (self.detector.session, self.recognizer.session):
             for provider in session.get_providers():
                 if provider not in in_use:
                     in_use.append(provider)
@@ -178,8 +176,7 @@ class FaceEngine:
 
     def _warm_up(self) -> None:
         """Run every input shape once, so no request pays for a first run (or a cuDNN search)."""
-        size = self.settings.det_size
-        self.detect(np.zeros((1, size, size, 3), dtype=np.uint8))
+        self.detector.warm_up()
         shapes = batch_buckets(self.settings.embed_max_batch_size) if self._pads_batches else [1]
         for n in shapes:
             self.embed(np.zeros((n, self.crop_size, self.crop_size, 3), dtype=np.uint8))
@@ -192,24 +189,10 @@ class FaceEngine:
         return CUDA in self.recognizer.session.get_providers()
 
     # -- inference ---------------------------------------------------------------------------
-    def detect(self, canvases: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 letterboxed BGR canvases -> (N, K, 15) float32 detections.
-
-        Rows are sorted by score and padded with zeros to the batch's largest count K (a zero
-        score marks padding). insightface's detectors take batch 1, so images run one by one.
-        """
-        size = self.settings.det_size
-        per_image = []
-        for canvas in canvases:
-            boxes, landmarks = self.detector.detect(canvas, input_size=(size, size))
-            if landmarks is None:
-                landmarks = np.zeros((len(boxes), 5, 2), dtype=np.float32)
-            per_image.append(np.hstack([boxes, landmarks.reshape(len(boxes), 10)]))
-        most = max((len(rows) for rows in per_image), default=0)
-        out = np.zeros((len(per_image), most, DETECTION_WIDTH), dtype=np.float32)
-        for i, rows in enumerate(per_image):
-            out[i, : len(rows)] = rows
-        return out
+    def detect(self, canvases: np.ndarray) -> list[np.ndarray]:
+        """(N, S, S, 3) uint8 letterboxed BGR canvases -> per canvas, (K, 15) float32
+        detections in canvas pixels, best score first."""
+        return self.detector.detect(canvases)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """(N, 112, 112, 3) uint8 aligned BGR crops -> (N, D) float32 unit embeddings."""
@@ -225,3 +208,21 @@ class FaceEngine:
             padded[: len(chunk)] = chunk
             out.append(self.recognizer.get_feat(list(padded))[: len(chunk)])
         return normalize(np.concatenate(out))
+
+
+def route_pack(pack_dir: Path) -> tuple[SCRFD, ArcFaceONNX]:
+    """The pack's detector and recognizer, as insightface's model zoo routes its files.
+
+    Routing opens each file on the CPU provider; the sessions that serve are made by the engine.
+    """
+    models: dict[str, Any] = {}
+    for onnx_file in sorted(pack_dir.glob("*.onnx")):
+        model = model_zoo.get_model(str(onnx_file), providers=[CPU])
+        if model is not None and model.taskname in ("detection", "recognition"):
+            models.setdefault(model.taskname, model)
+    if "detection" not in models or "recognition" not in models:
+        raise ModelPackError(
+            f"model pack {pack_dir} needs an SCRFD detector and an ArcFace recognizer "
+            f"(.onnx files insightface can route); found {sorted(models) or 'none'}"
+        )
+    return models["detection"], models["recognition"]

@@ -6,12 +6,12 @@ import asyncio
 from functools import lru_cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from face_api.faces import DetectSortType
 from face_api.pipeline import EngineBackend, FacePipeline
 from face_api.settings import Settings
+from face_api.timing import Timings
 from runners.engine import FaceEngine
 from tests.paths import DEFAULT_PACK_DIR
 
@@ -26,5 +26,9 @@ def pipeline() -> FacePipeline:
 
 def detect_unrounded(photo: Path) -> np.ndarray:
     """The largest face's detection row in image pixels, as the service computes it."""
-    image = cv2.imread(str(photo))
-    return asyncio.run(pipeline().find_faces(image, DetectSortType.AREA, 1))[0]
+    found = asyncio.run(
+        pipeline().analyze(
+            [("image", photo.read_bytes())], 1, DetectSortType.AREA, False, Timings()
+        )
+    )
+    return found[0].faces[0]

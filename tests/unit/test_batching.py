@@ -14,7 +14,9 @@ from runners.batching import ContinuousBatcher
 
 def test_lone_request_runs_at_once():
     batches = []
-    batcher = ContinuousBatcher(lambda rows: rows * 2, max_rows=8, on_batch=batches.append)
+    batcher = ContinuousBatcher(
+        "double", lambda rows: rows * 2, max_rows=8, on_batch=batches.append
+    )
 
     async def main():
         t0 = time.perf_counter()
@@ -34,7 +36,7 @@ def test_requests_queued_during_a_pass_share_the_next_one():
         gate.wait(5)
         return rows * 2
 
-    batcher = ContinuousBatcher(slow_double, max_rows=5, on_batch=batches.append)
+    batcher = ContinuousBatcher("double", slow_double, max_rows=5, on_batch=batches.append)
 
     async def main():
         first = asyncio.create_task(batcher.submit(np.array([1])))
@@ -59,7 +61,7 @@ def test_a_failing_pass_fails_its_callers_and_the_next_pass_still_runs():
             raise RuntimeError("boom")
         return rows
 
-    batcher = ContinuousBatcher(flaky, max_rows=4)
+    batcher = ContinuousBatcher("flaky", flaky, max_rows=4)
 
     async def main():
         with pytest.raises(RuntimeError, match="boom"):
@@ -67,3 +69,30 @@ def test_a_failing_pass_fails_its_callers_and_the_next_pass_still_runs():
         return await batcher.submit(np.array([7]))
 
     np.testing.assert_array_equal(asyncio.run(main()), [7])
+
+
+def test_callers_learn_how_long_they_queued_and_how_long_their_pass_ran():
+    from face_api.timing import Timings
+
+    gate = threading.Event()
+
+    def slow(rows):
+        gate.wait(5)
+        time.sleep(0.05)
+        return rows
+
+    batcher = ContinuousBatcher("embed", slow, max_rows=8)
+    first, second = Timings(), Timings()
+
+    async def main():
+        running = asyncio.create_task(batcher.submit(np.array([1]), first))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(batcher.submit(np.array([2]), second))
+        await asyncio.sleep(0.1)  # `second` queues while the first pass is held
+        gate.set()
+        await running
+        await waiting
+
+    asyncio.run(main())
+    assert first.ms["embed-queue"] < 20 and 140 <= first.ms["embed"] < 1000
+    assert 90 <= second.ms["embed-queue"] < 1000 and 50 <= second.ms["embed"] < 1000

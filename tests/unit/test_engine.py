@@ -46,7 +46,7 @@ def test_cuda_provider_gets_the_settings_options():
 
 
 def test_batch_buckets_are_powers_of_two_up_to_the_largest():
-    from runners.engine import batch_buckets, bucket_for
+    from runners.detector import batch_buckets, bucket_for
 
     assert batch_buckets(64) == [1, 2, 4, 8, 16, 32, 64]
     assert batch_buckets(48) == [1, 2, 4, 8, 16, 32, 48]
@@ -84,11 +84,20 @@ def test_engine_reports_cpu_and_sizes(engine):
     assert engine.recognizer_runtime == "OpenVINO CPU (f32)"
     assert engine.crop_size == 112 and engine.embedding_size == 512
     assert engine.detector_file == "det_500m.onnx"
-    # The detector runs at one fixed input size: one static-shape session, (640, 640).
-    assert engine.detector.resolution_session_input_sizes == ((640, 640),)
+    # On CPU one image a pass (a batched pass was no faster per image), normalized by OpenCV.
+    assert engine.detector.max_batch == 1 and not engine.detector.normalize_in_graph
+    assert engine.detector.session.get_providers() == [CPU]
 
 
-def test_detect_pads_a_batch_to_its_largest_count(engine):
+def test_cuda_settings_choose_the_batched_detector_path_on_cpu_too():
+    """What CUDA gets (batches padded to buckets, normalization in the graph) also runs here."""
+    settings = Settings(device="cpu", detect_max_batch_size=8)
+    assert settings.detect_batch_size(on_cuda=True) == 8
+    assert Settings().detect_batch_size(on_cuda=True) == 32
+    assert Settings().detect_batch_size(on_cuda=False) == 1
+
+
+def test_detect_answers_each_canvas_its_own_faces(engine):
     import insightface
 
     from face_api.faces import letterbox
@@ -96,9 +105,9 @@ def test_detect_pads_a_batch_to_its_largest_count(engine):
     t1 = letterbox(insightface.data.get_image("t1"), 640).canvas
     blank = np.zeros_like(t1)
     out = engine.detect(np.stack([blank, t1, blank]))
-    assert out.shape == (3, 6, 15)
-    assert not out[0].any() and not out[2].any()
-    assert (out[1, :, 4] > 0.5).all()
+    assert [rows.shape for rows in out] == [(0, 15), (6, 15), (0, 15)]
+    assert (out[1][:, 4] > 0.5).all()
+    assert list(out[1][:, 4]) == sorted(out[1][:, 4], reverse=True)
 
 
 def test_embeddings_are_unit_and_batch_invariant(engine):
@@ -123,8 +132,8 @@ def test_openvino_recognizer_gives_onnxruntimes_embeddings(engine):
     assert onnxruntime_engine.providers == [CPU]
     image = insightface.data.get_image("t1")
     boxed = letterbox(image, 640)
-    padded = engine.detect(boxed.canvas[np.newaxis])[0]
-    crops = align_faces(image, to_image_coordinates(padded, boxed.scale), 112)
+    rows = engine.detect(boxed.canvas[np.newaxis])[0]
+    crops = align_faces(image, to_image_coordinates(rows, boxed.scale), 112)
     assert len(crops) == 6
     cosines = (engine.embed(crops) * onnxruntime_engine.embed(crops)).sum(axis=1)
     assert cosines.min() > 0.9999
