@@ -10,6 +10,9 @@ Everything in one command, on the same machine and pack, so ratios are fair:
 - served: a real ``bentoml serve`` over HTTP, one client (sequential), then N concurrent clients
   for a fixed time each, driven from several processes so the load generator is not the limit.
 
+The three sequential modes take turns pass by pass, so their ratios hold on a busy machine; the
+GPU's utilisation is sampled during the concurrent runs only.
+
 Per workload and mode: requests/s, faces/s, median and p99 latency, errors, the GPU's mean
 utilisation (where ``nvidia-smi`` exists) and the batches the runner formed. Then one
 ``/v1/feature`` request broken into stages from the service's ``Server-Timing`` header.
@@ -111,15 +114,25 @@ def load_photos(photos_dir: Path, quick: bool) -> dict[str, list[Photo]]:
 def time_calls(
     workload: str, mode: str, items: list, call: Callable[[object], int], repeats: int
 ) -> Measure:
-    measure = Measure(workload, mode)
-    start = time.perf_counter()
+    return alternating(workload, {mode: call}, items, repeats)[0]
+
+
+def alternating(
+    workload: str, calls: dict[str, Callable[[object], int]], items: list, repeats: int
+) -> list[Measure]:
+    """Passes over the items, the modes taking turns pass by pass, so the machine's drift (this
+    one is shared) spreads over every mode while each pass runs warm; a mode's wall time is
+    the sum of its own calls."""
+    measures = {mode: Measure(workload, mode) for mode in calls}
     for _ in range(repeats):
-        for item in items:
-            t0 = time.perf_counter()
-            measure.faces += call(item)
-            measure.latencies.append(time.perf_counter() - t0)
-    measure.wall = time.perf_counter() - start
-    return measure
+        for mode, call in calls.items():
+            for item in items:
+                t0 = time.perf_counter()
+                measures[mode].faces += call(item)
+                measures[mode].latencies.append(time.perf_counter() - t0)
+    for measure in measures.values():
+        measure.wall = sum(measure.latencies)
+    return list(measures.values())
 
 
 # -- the three implementations ----------------------------------------------------------------
@@ -478,16 +491,14 @@ def run(args: argparse.Namespace) -> str:
 
             for call in (base_call, our_call, served):  # warm every path up once
                 call(items[0])
-            rows = [
-                time_calls(name, "baseline (FaceAnalysis)", items, base_call, repeats),
-                time_calls(name, "ours, in process", items, our_call, repeats),
-            ]
             before = batch_histogram(server.url)
-            with GpuSampler() as gpu:
-                sequential = time_calls(name, "served, 1 client", items, served, repeats)
-            sequential.gpu_util = gpu.mean
-            sequential.batches = batches_between(before, batch_histogram(server.url))
-            rows.append(sequential)
+            modes = {
+                "baseline (FaceAnalysis)": base_call,
+                "ours, in process": our_call,
+                "served, 1 client": served,
+            }
+            rows = alternating(name, modes, items, repeats)
+            rows[-1].batches = batches_between(before, batch_histogram(server.url))
             for clients in args.clients:
                 before = batch_histogram(server.url)
                 with GpuSampler() as gpu:
@@ -498,10 +509,8 @@ def run(args: argparse.Namespace) -> str:
             results += [(label, m) for m in rows]
             if name == "multi-embeddings":  # per crowd photo, for the many-faces target
                 for photo in photos["crowd"]:
-                    per_photo[photo.name] = [
-                        time_calls(name, "baseline", [photo], base_call, repeats),
-                        time_calls(name, "served", [photo], served, repeats),
-                    ]
+                    calls = {"baseline": base_call, "served": served}
+                    per_photo[photo.name] = alternating(name, calls, [photo], repeats)
         stages = stage_breakdown(client, photos["single"], repeats)
         stages += ["", *hop_bytes(photos["single"])]
         shed = server.log().count("status=503")

@@ -47,17 +47,29 @@ def decode_base64(value: str, field: str) -> bytes:
         ) from None
 
 
-def _check_header(data: bytes, field: str, max_pixels: int) -> None:
-    """Reject a decompression bomb from its header, before any pixel is allocated."""
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image's header, without decoding; None for a format Pillow does
+    not know. Raises ``ValueError`` for a header Pillow cannot read."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as header:
-                width, height = header.size
+                return header.size
     except UnidentifiedImageError:
-        return  # not a format Pillow knows: OpenCV may still decode it, and says if it can't
-    except Exception:  # noqa: BLE001 - any header failure means "not an image we can read"
+        return None
+    except Exception as exc:  # noqa: BLE001 - any header failure means "not an image we can read"
+        raise ValueError(str(exc)) from None
+
+
+def _check_header(data: bytes, field: str, max_pixels: int) -> None:
+    """Reject a decompression bomb from its header, before any pixel is allocated."""
+    try:
+        size = header_size(data)
+    except ValueError:
         raise RequestError(field, "not a readable image", type_="value_error.image") from None
+    if size is None:
+        return  # not a format Pillow knows: OpenCV may still decode it, and says if it can't
+    width, height = size
     if width * height > max_pixels:
         raise RequestError(
             field,

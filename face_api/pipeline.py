@@ -28,10 +28,11 @@ from face_api.faces import (
     select_faces,
     to_image_coordinates,
 )
-from face_api.images import decode_image
+from face_api.images import decode_image, header_size
 from face_api.timing import Timings
 
 T = TypeVar("T")
+SMALL_IMAGE_PIXELS = 256 * 256
 Image = tuple[str, bytes]  # (the request field it came in, its encoded bytes)
 
 
@@ -97,6 +98,13 @@ class FacePipeline:
         field, data = image
         return decode_image(data, field, self.max_pixels)
 
+    async def _decode_all(self, images: Sequence[Image]) -> list[np.ndarray]:
+        """Decoded on the pool, except small images (a 112x112 crop, say): their decode is
+        cheaper than a thread hop (0.3 ms against 0.7 ms measured here)."""
+        if all(_is_small(data) for _, data in images):
+            return [self._decode(image) for image in images]
+        return await self._each(self._decode, images)
+
     def _letterbox(self, image: np.ndarray) -> Letterbox:
         return letterbox(image, self.det_size)
 
@@ -114,7 +122,7 @@ class FacePipeline:
         """Every image's faces (the first ``max_faces`` in ``sort_type`` order), and their
         embeddings if ``embed``: all images' detections in one pass, all crops together."""
         with timings.stage("decode"):
-            pictures = await self._each(self._decode, images)
+            pictures = await self._decode_all(images)
         with timings.stage("letterbox"):
             boxed = await self._each(self._letterbox, pictures)
         found = await self.backend.detect(np.stack([b.canvas for b in boxed]), timings)
@@ -139,7 +147,7 @@ class FacePipeline:
     async def embed_crops(self, images: Sequence[Image], timings: Timings) -> np.ndarray:
         """Unit embeddings of already aligned crops, each checked to be the recognizer's size."""
         with timings.stage("decode"):
-            crops = await self._each(self._decode, images)
+            crops = await self._decode_all(images)
         for (field, _), crop in zip(images, crops, strict=True):
             self.check_crop(crop, field)
         return await self.embed(np.stack(crops), timings)
@@ -170,3 +178,11 @@ class FacePipeline:
     def _split(embeddings: np.ndarray, crops: list[np.ndarray]) -> list[np.ndarray | None]:
         bounds = np.cumsum([len(c) for c in crops])[:-1]
         return list(np.split(embeddings, bounds))
+
+
+def _is_small(data: bytes) -> bool:
+    try:
+        size = header_size(data)
+    except ValueError:
+        return True  # unreadable: decoding fails at once
+    return size is not None and size[0] * size[1] <= SMALL_IMAGE_PIXELS
