@@ -42,3 +42,34 @@ def test_unknown_device_is_rejected(monkeypatch):
     monkeypatch.setenv("FACE_DEVICE", "tpu")
     with pytest.raises(ValidationError):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("cpus", "workers", "in_flight"),
+    [(1, 1, 32), (2, 1, 64), (8, 2, 128), (16, 4, 128), (64, 16, 128)],
+)
+def test_workers_and_in_flight_limit_follow_the_cpus(monkeypatch, cpus, workers, in_flight):
+    import face_api.settings as settings_module
+
+    for name in ("FACE_API_WORKERS", "FACE_MAX_CONCURRENCY", "FACE_IMAGE_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(settings_module, "available_cpu_count", lambda: cpus)
+    settings = Settings()
+    assert settings.api_workers == workers
+    assert settings.max_concurrency == in_flight
+    # A 16-core box is not capped at 32 requests in flight: 4 workers x 128.
+    assert settings.api_workers * settings.max_concurrency >= 32 * min(cpus, 2)
+
+
+def test_explicit_worker_settings_win(monkeypatch):
+    monkeypatch.setenv("FACE_API_WORKERS", "3")
+    monkeypatch.setenv("FACE_MAX_CONCURRENCY", "10")
+    settings = Settings()
+    assert (settings.api_workers, settings.max_concurrency) == (3, 10)
+
+
+def test_detection_batch_depends_on_the_device(monkeypatch):
+    monkeypatch.delenv("FACE_DETECT_MAX_BATCH_SIZE", raising=False)
+    assert (Settings().detect_batch_size(True), Settings().detect_batch_size(False)) == (32, 1)
+    monkeypatch.setenv("FACE_DETECT_MAX_BATCH_SIZE", "4")
+    assert Settings().detect_batch_size(False) == 4
