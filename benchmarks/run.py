@@ -475,7 +475,7 @@ def run(args: argparse.Namespace) -> str:
     plans = {name: plan for name, plan in plans.items() if name in args.workloads}
     results: list[tuple[str, Measure]] = []
     per_photo: dict[str, list[Measure]] = {}
-    env = {"FACE_API_KEYS": API_KEY, "FACE_DEVICE": args.device, "FACE_MODEL": pack}
+    env = {"FACE_API_KEYS": API_KEY, "FACE_DEVICE": args.device, "FACE_MODEL": pack, **args.env}
     log_path = Path(tempfile.mkdtemp()) / "serve.log"
     headers = {"x-api-key": API_KEY, "content-type": "application/json"}
     with (
@@ -519,8 +519,10 @@ def run(args: argparse.Namespace) -> str:
 
 def report(args, machine, results, per_photo, stages, shed) -> str:
     baselines = {m.workload: m for _, m in results if m.mode.startswith("baseline")}
+    settings = ", ".join(f"{k}={v}" for k, v in args.env.items()) or "defaults"
     lines = [
         f"Machine: {machine}. Pack: `{args.pack_dir.name}`, detector at 640x640. "
+        f"Server settings: {settings}. "
         f"Sequential passes: {1 if args.quick else args.repeats} over each photo set; "
         f"concurrent clients: {args.duration:g} s each.",
         "",
@@ -582,10 +584,18 @@ def main() -> None:
         help=f"comma-separated, of {', '.join(WORKLOADS)} (default all)",
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the served run, e.g. FACE_RUNNER_WORKERS=2 (repeatable)",
+    )
     parser.add_argument("--pack-dir", type=Path, default=SHARED / "models" / "buffalo_sc_int8")
     parser.add_argument("--photos-dir", type=Path, default=SHARED / "testdata")
     parser.add_argument("--out", type=Path, help="write the tables here (markdown)")
     args = parser.parse_args()
+    args.env = dict(item.split("=", 1) for item in args.env)
     if args.clients is None:
         args.clients = [8] if args.quick else [8, 32, 64]
     if args.duration is None:

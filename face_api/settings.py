@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # API worker processes. They only speak HTTP (JSON, base64) and call the runner, which
     # decodes and runs the models; unset: one per 4 CPUs this process may use, at least 1.
     api_workers: int | None = Field(None, ge=1)
+    # Runner processes (each loads the models; on one GPU they share it). One is the default;
+    # a second helps where the stage breakdown shows the runner's own Python as the limit.
+    runner_workers: int = Field(1, ge=1)
     # Threads of the runner for decoding, letterboxing and aligning (OpenCV releases the GIL).
     image_threads: int = Field(default_factory=available_cpu_count, ge=1)
 

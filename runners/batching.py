@@ -16,6 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ class _Job:
 
 
 class ContinuousBatcher:
-    """Runs ``run_batch`` (rows in, rows out; blocking) in a worker thread, one pass at a time.
+    """Runs ``run_batch`` (rows in, rows out; blocking) on a thread of its own, one pass at a time.
 
     ``run_batch`` may answer an array or a list with one entry per row. ``name`` names the
     stages a caller's ``Timings`` gets: ``{name}-queue`` (waiting for a pass) and ``{name}``
@@ -55,6 +56,9 @@ class ContinuousBatcher:
         self.max_rows = max_rows
         self.on_batch = on_batch
         self._queue: deque[_Job] = deque()
+        # One thread of its own runs every pass: passes never overlap, and none waits behind
+        # other work in the event loop's shared default pool.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-passes")
         self._worker: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
 
@@ -85,6 +89,7 @@ class ContinuousBatcher:
 
     async def _work(self) -> None:
         assert self._wake is not None
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -99,7 +104,7 @@ class ContinuousBatcher:
                     self.on_batch(len(batch))
                 started = time.perf_counter()
                 try:
-                    out = await asyncio.to_thread(self.run_batch, batch)
+                    out = await loop.run_in_executor(self._thread, self.run_batch, batch)
                 except Exception as exc:  # noqa: BLE001 - every waiting caller gets the error
                     log.exception("batch of %d rows failed", len(batch))
                     for job in jobs:

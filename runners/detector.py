@@ -226,7 +226,9 @@ class BatchedDetector:
         alone = [self.forward(pair[i : i + 1]) for i in range(2)]
         for i in range(2):
             for batched, single in zip(together, alone[i], strict=True):
-                if not np.allclose(batched[i], single[0], atol=1e-3):
+                # Loose enough for another cuDNN algorithm per batch size; rows of another image
+                # or anchor differ by far more.
+                if not np.allclose(batched[i], single[0], rtol=1e-2, atol=1e-2):
                     log.warning(
                         "detector %s: a batched pass differs from single passes; running one "
                         "image a pass",

@@ -104,7 +104,7 @@ class BatchedBackend:
 
 @bentoml.service(
     name="InsightFaceRunner",
-    workers=1,
+    workers=settings.runner_workers,
     traffic={"timeout": settings.request_timeout_s},
     # bentoml 1.4.40 closes its client session every `max_requests` calls while other calls are
     # still in flight on it (async callers then see resets); a huge value avoids the recycling.
