@@ -33,7 +33,7 @@ from face_api.middleware import (
     RequestBodyMiddleware,
     ServerTimingMiddleware,
 )
-from face_api.openapi import OpenApiMiddleware, contract_openapi
+from face_api.openapi import DocsMiddleware, contract_openapi
 from face_api.pipeline import Analysis
 from face_api.responses import detect_result, embedding_list, no_face, whole_crop
 from face_api.runner_client import RunnerClient
@@ -70,6 +70,7 @@ from runners.gallery_service import GalleryStoreService
 from runners.insightface_runner import InsightFaceRunner
 
 log = logging.getLogger("face_api")
+SERVICE_NAME = "face-api"
 settings = get_settings()
 T = TypeVar("T")
 
@@ -88,7 +89,10 @@ API_DESCRIPTION = (
     "503 inference backend unavailable or timed out (both with Retry-After)."
 )
 BACKSTOP_TIMEOUT_S = 10
-HEALTH_TIMEOUT_S = 5
+# The runner answers `info` in milliseconds, even under load. A dead runner's socket is held by
+# BentoML's process manager, so a probe waits in its backlog until the restarted runner is up
+# (about 6 s here): it must give up well before that, and before a probe's own timeout.
+HEALTH_TIMEOUT_S = 2
 
 
 @bentoml.service(
@@ -401,13 +405,15 @@ class FaceAPI:
 
         info = await self.model_info()
         return ServerInfo(
-            name="face-api",
+            name=SERVICE_NAME,
             version=__version__,
             bentoml=bentoml.__version__,
             insightface=insightface.__version__,
             onnxruntime=info["onnxruntime"],
             providers=info["providers"],
             device=info["device"],
+            package_conflicts=info["package_conflicts"],
+            repair_command=info["repair_command"],
         )
 
     @info_app.get("/info/model", response_model=ModelNames)
@@ -461,7 +467,7 @@ JSON_ROUTES = [
 def _published_openapi() -> dict[str, Any]:
     return contract_openapi(
         FaceAPI.openapi_spec.asdict(),
-        title="face-api",
+        title=SERVICE_NAME,
         version=__version__,
         description=API_DESCRIPTION,
     )
@@ -470,7 +476,9 @@ def _published_openapi() -> dict[str, Any]:
 # Outermost first: the key is checked before any body is read, then the in-flight limit (so a
 # slow upload holds a slot: buffered bodies are bounded too), the body limit, ...
 FaceAPI.add_asgi_middleware(ServerTimingMiddleware)
-FaceAPI.add_asgi_middleware(OpenApiMiddleware, build=_published_openapi)
+FaceAPI.add_asgi_middleware(
+    DocsMiddleware, build=_published_openapi, title=SERVICE_NAME, version=__version__
+)
 FaceAPI.add_asgi_middleware(
     ApiKeyMiddleware, keys=settings.load_api_keys(), enabled=settings.auth_enabled
 )

@@ -113,18 +113,60 @@ def _strip_bentoml_markers(request_body: dict[str, Any]) -> None:
         media.get("schema", {}).pop("root_input", None)
 
 
-class OpenApiMiddleware:
-    """Answers ``GET /docs.json`` with the contract's spec, built once from BentoML's."""
+# The Swagger UI, from the copy of its assets BentoML serves at /static_content: no request leaves
+# the server (BentoML's own page at / loads Google Tag Manager), and the validator badge that
+# Swagger UI fetches from validator.swagger.io by default is off.
+DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8">
+    <title>{title} {version}: API docs</title>
+    <link rel="stylesheet" type="text/css" href="./static_content/swagger-ui.css">
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="./static_content/swagger-ui-bundle.js" charset="UTF-8"></script>
+    <script src="./static_content/swagger-ui-standalone-preset.js" charset="UTF-8"></script>
+    <script>
+      window.onload = function () {{
+        window.ui = SwaggerUIBundle({{
+          url: "./docs.json",
+          dom_id: "#swagger-ui",
+          deepLinking: true,
+          validatorUrl: null,
+          presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+          layout: "StandaloneLayout",
+        }});
+      }};
+    </script>
+  </body>
+</html>
+"""
+DOCS_PATHS = ("/", "/docs")
 
-    def __init__(self, app: ASGIApp, build: Callable[[], dict[str, Any]]) -> None:
+
+class DocsMiddleware:
+    """The API's documentation: ``GET /docs.json``, the contract's spec (built once from
+    BentoML's), and ``GET /docs`` (and ``/``), the Swagger UI for it with the service's name and
+    version, from local assets only."""
+
+    def __init__(
+        self, app: ASGIApp, build: Callable[[], dict[str, Any]], title: str, version: str
+    ) -> None:
         self.app = app
         self.build = build
-        self._body: bytes | None = None
+        self.page = DOCS_PAGE.format(title=title, version=version).encode()
+        self._spec: bytes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != "/docs.json":
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        if self._body is None:
-            self._body = json.dumps(self.build()).encode()
-        await Response(self._body, media_type="application/json")(scope, receive, send)
+        if scope["path"] == "/docs.json":
+            if self._spec is None:
+                self._spec = json.dumps(self.build()).encode()
+            await Response(self._spec, media_type="application/json")(scope, receive, send)
+        elif scope["path"] in DOCS_PATHS:
+            await Response(self.page, media_type="text/html")(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

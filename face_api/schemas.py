@@ -159,6 +159,9 @@ class ServerInfo(BaseModel):
     onnxruntime: str
     providers: list[str]
     device: Literal["cuda", "cpu"]
+    # Distributions installed twice over (pip beside insightface's requirements), and the fix.
+    package_conflicts: list[str] = []
+    repair_command: str | None = None
 
 
 class ModelNames(BaseModel):

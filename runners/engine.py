@@ -20,6 +20,7 @@ from insightface.model_zoo import model_zoo
 from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 from insightface.model_zoo.scrfd import SCRFD
 
+from face_api import environment
 from face_api.features import normalize
 from face_api.settings import Settings
 from runners.detector import BatchedDetector, batch_buckets, bucket_for
@@ -53,6 +54,8 @@ def requested_providers(settings: Settings, available: Sequence[str]) -> list[An
             "install `onnxruntime-gpu` as the only ONNX Runtime (the project's `gpu` extra) on a "
             "machine with an NVIDIA driver"
         )
+        if found := environment.conflicts():
+            reason += f". {environment.report(found)}"
         if settings.device == "cuda":
             raise DeviceUnavailableError(f"FACE_DEVICE=cuda but {reason}.")
         log.warning("!!! FACE_DEVICE=auto: falling back to CPU inference: %s. !!!", reason)

@@ -26,6 +26,7 @@ import numpy as np
 from bentoml.models import BentoModel
 from pydantic import BaseModel, ConfigDict
 
+from face_api import environment
 from face_api.errors import RequestError
 from face_api.faces import DetectSortType
 from face_api.packs import get_pack, pack_tag
@@ -120,6 +121,9 @@ class InsightFaceRunner:
 
     def __init__(self) -> None:
         enable_service_logging()
+        self.conflicts = environment.conflicts()
+        if self.conflicts:
+            log.warning("!!! %s !!!", environment.report(self.conflicts))
         stored = get_pack(settings.model)
         try:
             self.engine = FaceEngine(Path(stored.path), settings, pack_name=settings.model)
@@ -200,6 +204,10 @@ class InsightFaceRunner:
             "device": engine.device,
             "onnxruntime": onnxruntime.__version__,
             "intra_op_threads": settings.intra_op_threads,
+            "package_conflicts": [c.describe() for c in self.conflicts],
+            "repair_command": environment.repair_command(self.conflicts)
+            if self.conflicts
+            else None,
         }
 
 

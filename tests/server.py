@@ -43,6 +43,8 @@ def launch(
     # Each server keeps its galleries beside its log unless the test says where.
     gallery_dir = str(log_path.parent / "galleries")
     full_env = {**os.environ, "FACE_DEVICE": "auto", "FACE_GALLERY_DIR": gallery_dir, **env}
+    if "BENTOML_HOME" not in env:
+        full_env["BENTOML_HOME"] = own_bentoml_home(log_path.parent)
     log = log_path.open("wb")
     process = subprocess.Popen(
         [
@@ -63,6 +65,19 @@ def launch(
         start_new_session=True,
     )
     return process, f"http://127.0.0.1:{port}"
+
+
+def own_bentoml_home(folder: Path) -> str:
+    """A BentoML home of the server's own that shares the session's model store.
+
+    `bentoml serve` empties its home's Prometheus folder when it starts, so servers sharing a
+    home lose each other's /metrics (counted calls vanished mid-session).
+    """
+    home = folder / "bentoml_home"
+    if not home.exists():
+        home.mkdir(parents=True)
+        (home / "models").symlink_to(Path(os.environ["BENTOML_HOME"]) / "models")
+    return str(home)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

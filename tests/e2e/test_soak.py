@@ -151,8 +151,10 @@ def test_killing_the_runner_mid_load_fails_cleanly_and_recovers(tmp_path, import
         (runner,) = service_processes(server)["InsightFaceRunner"]
         os.kill(runner.pid, signal.SIGKILL)
         killed = time.monotonic()
+        runner.wait(timeout=10)  # gone, so no answer can come from it
+        asked = time.monotonic()
         health = httpx.get(f"{server.url}/v1/health", timeout=30)
-        health_took = time.monotonic() - killed
+        health_took = time.monotonic() - asked
         recovered = wait_until_serving(server.url, timeout=120)
         time.sleep(2)
         stop.set()
@@ -160,8 +162,9 @@ def test_killing_the_runner_mid_load_fails_cleanly_and_recovers(tmp_path, import
             thread.join(timeout=timeout_s + 40)
         assert recovered, f"not serving again after the runner was killed:\n{server.log()[-3000:]}"
 
+        # The restarted runner needs seconds to load the models; health does not wait for it.
         assert health.status_code == 503 and health.json()["status"] == "unavailable"
-        assert health_took < 10
+        assert health_took < 4
         spanning = [r for r in results if r[0] < killed < r[1]]
         assert spanning, "no request was in flight when the runner died"
         for start, end, status, body in results:
