@@ -31,6 +31,7 @@ from face_api.middleware import (
     ConcurrencyLimitMiddleware,
     ErrorShapeMiddleware,
     RequestBodyMiddleware,
+    RequestIdMiddleware,
     ServerTimingMiddleware,
 )
 from face_api.openapi import DocsMiddleware, contract_openapi
@@ -64,7 +65,7 @@ from face_api.schemas import (
     ServerInfo,
 )
 from face_api.settings import get_settings
-from face_api.startup import enable_service_logging, refuse_to_start
+from face_api.startup import refuse_to_start, start_worker
 from face_api.timing import request_timings
 from runners.gallery_service import GalleryStoreService
 from runners.insightface_runner import InsightFaceRunner
@@ -108,7 +109,7 @@ class FaceAPI:
     gallery_store = bentoml.depends(GalleryStoreService)
 
     def __init__(self) -> None:
-        enable_service_logging()
+        start_worker()
         if settings.auth_enabled and not settings.load_api_keys():
             refuse_to_start(
                 "no API key configured: set FACE_API_KEYS (comma-separated) or FACE_API_KEYS_FILE "
@@ -473,8 +474,10 @@ def _published_openapi() -> dict[str, Any]:
     )
 
 
-# Outermost first: the key is checked before any body is read, then the in-flight limit (so a
-# slow upload holds a slot: buffered bodies are bounded too), the body limit, ...
+# Outermost first: every answer gets its request id and timings; the docs need no key; the key
+# is checked before any body is read, then the in-flight limit (so a slow upload holds a slot:
+# buffered bodies are bounded too), the body limit, the body's kind, the error shapes.
+FaceAPI.add_asgi_middleware(RequestIdMiddleware)
 FaceAPI.add_asgi_middleware(ServerTimingMiddleware)
 FaceAPI.add_asgi_middleware(
     DocsMiddleware, build=_published_openapi, title=SERVICE_NAME, version=__version__

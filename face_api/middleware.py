@@ -12,6 +12,7 @@ import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -133,6 +134,51 @@ class BodyLimitMiddleware:
             headers={"connection": "close"},
         )
         await response(scope, receive, send)
+
+
+REQUEST_ID = b"x-request-id"
+# A client's id is kept when it is a plain token; anything else (spaces, quotes, control
+# characters: log injection) is replaced by the server's own.
+_CLIENT_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:/+=@-]{1,128}$")
+# The id of the request being served, for the access log line (``startup.RequestIdLogFilter``).
+request_id: ContextVar[str | None] = ContextVar("face_api_request_id", default=None)
+
+
+def _trace_id() -> str:
+    """The id BentoML's access log shows for this request (``trace=...``): its trace id."""
+    from opentelemetry import trace
+
+    return format(trace.get_current_span().get_span_context().trace_id, "032x")
+
+
+class RequestIdMiddleware:
+    """Every answer carries ``x-request-id``: the client's own, or the id BentoML made for the
+    request (its trace id), and the access log line names it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, REQUEST_ID)
+        if given is not None and _CLIENT_REQUEST_ID.match(given):
+            value = given.decode("ascii")
+        else:
+            value = _trace_id()
+        token = request_id.set(value)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != REQUEST_ID]
+                message = {**message, "headers": [*headers, (REQUEST_ID, value.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
 
 
 class ServerTimingMiddleware:

@@ -18,6 +18,13 @@ log = logging.getLogger("face_api")
 
 # The loggers through which BentoML reports a request it could not take (``log_exception``).
 BENTOML_REQUEST_LOGGERS = ("bentoml._internal.server.http_app", "bentoml.serve")
+BENTOML_ACCESS_LOGGER = "bentoml.access"
+
+
+def start_worker() -> None:
+    """What every service's worker does first: stop with the server, log as this project does."""
+    exit_with_parent()
+    enable_service_logging()
 
 
 def enable_service_logging() -> None:
@@ -34,6 +41,22 @@ def enable_service_logging() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactClientErrors) for f in logger.filters):
             logger.addFilter(RedactClientErrors())
+    access = logging.getLogger(BENTOML_ACCESS_LOGGER)
+    if not any(isinstance(f, RequestIdLogFilter) for f in access.filters):
+        access.addFilter(RequestIdLogFilter())
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Adds the request's ``x-request-id`` to BentoML's access log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from face_api.middleware import request_id
+
+        value = request_id.get()
+        if value is not None and isinstance(record.args, tuple):
+            record.msg = f"{record.msg} (request_id=%s)"
+            record.args = (*record.args, value)
+        return True
 
 
 class RedactClientErrors(logging.Filter):
@@ -57,6 +80,28 @@ class RedactClientErrors(logging.Filter):
             record.exc_text = None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def exit_with_parent() -> None:
+    """Have this worker process stopped (SIGTERM) when its parent, the `bentoml serve` process,
+    dies. BentoML starts each worker in a process group of its own, so a SIGKILL to the main
+    process left the workers running and holding the port (a restarted server then shared it
+    with the old one's workers). Linux only; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        log.warning("could not ask to be stopped with the server (prctl errno %d)", errno)
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class StartupError(RuntimeError):

@@ -18,7 +18,7 @@ from bentoml.validators import DType
 
 from face_api.galleries import GalleryError, GalleryStore
 from face_api.settings import get_settings
-from face_api.startup import enable_service_logging
+from face_api.startup import start_worker
 
 log = logging.getLogger("face_api.galleries")
 settings = get_settings()
@@ -36,7 +36,7 @@ Features = Annotated[np.ndarray, DType("float32")]
 )
 class GalleryStoreService:
     def __init__(self) -> None:
-        enable_service_logging()
+        start_worker()
         self._stores: dict[tuple[str, int], GalleryStore] = {}
 
     def _store(self, pack: str, dimension: int) -> GalleryStore:

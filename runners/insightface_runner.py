@@ -32,7 +32,7 @@ from face_api.faces import DetectSortType
 from face_api.packs import get_pack, pack_tag
 from face_api.pipeline import Analysis, FacePipeline
 from face_api.settings import get_settings
-from face_api.startup import enable_service_logging, refuse_to_start
+from face_api.startup import refuse_to_start, start_worker
 from face_api.timing import Timings, since_ms
 from runners.batching import ContinuousBatcher
 from runners.engine import DeviceUnavailableError, FaceEngine, ModelPackError
@@ -120,7 +120,7 @@ class InsightFaceRunner:
     pack = BentoModel(pack_tag(settings.model))
 
     def __init__(self) -> None:
-        enable_service_logging()
+        start_worker()
         self.conflicts = environment.conflicts()
         if self.conflicts:
             log.warning("!!! %s !!!", environment.report(self.conflicts))

@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# Builds the Bento for the pack FACE_MODEL names (default buffalo_sc_int8), importing the bundled
-# pack first when it is not in the store. Extra arguments go to `bentoml build`.
+# Builds a Bento: `./scripts/build-bento.sh` (the GPU image) or `./scripts/build-bento.sh cpu`
+# (a CPU-only image), for the pack FACE_MODEL names (default buffalo_sc_int8), importing the
+# bundled pack first when it is not in the store. Extra arguments go to `bentoml build`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+image="${1:-gpu}"
+[ $# -gt 0 ] && shift
 export BENTOML_HOME="${BENTOML_HOME:-$PWD/bentoml_home}" BENTOML_DO_NOT_TRACK=True
 pack="${FACE_MODEL:-buffalo_sc_int8}"
 export FACE_MODEL="$pack"
 if [ -d "../shared/models/$pack" ]; then
     .venv/bin/python -m face_api.packs import "../shared/models/$pack" --name "$pack" --if-missing
 fi
-# The image must serve the pack the Bento carries: write it into the Bento's envs.
 bentofile="$(mktemp --suffix=.yaml)"
 trap 'rm -f "$bentofile"' EXIT
-sed "/name: FACE_MODEL/{n;s/value: .*/value: $pack/}" bentofile.yaml > "$bentofile"
-.venv/bin/bentoml build -f "$bentofile" "$@"
+.venv/bin/python scripts/bentofile.py "$image" "$pack" > "$bentofile"
+context=.
+if [ "$image" = cpu ]; then
+    # pyproject.toml's overrides keep insightface's `onnxruntime` only for the `cpu` extra, which
+    # an image's `pip install -r` never names: the CPU image's copy keeps it unconditionally.
+    context="$(mktemp -d)"
+    trap 'rm -rf "$bentofile" "$context"' EXIT
+    cp -r service.py face_api runners requirements "$context/"
+    sed "s/\"onnxruntime==\([^;\"]*\); extra == 'cpu'\"/\"onnxruntime==\1\"/" pyproject.toml \
+        > "$context/pyproject.toml"
+    grep -q '"onnxruntime==[^;"]*",' "$context/pyproject.toml"
+fi
+.venv/bin/bentoml build -f "$bentofile" "$context" "$@"

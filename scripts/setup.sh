@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v uv >/dev/null 2>&1; then
+    echo "Installing uv (the installer the project's lock file is made for) with pip..."
     python3 -m pip install --quiet --disable-pip-version-check "uv>=0.9"
 fi
-uv sync --frozen --extra "${FACE_EXTRA:-cpu}" --group dev --quiet
+if [ ! -x .venv/bin/python ]; then
+    echo "Installing the environment into .venv from uv.lock: about 1 GB installed, a few" \
+        "minutes on a first run (later runs only check it)..."
+fi
+uv sync --frozen --extra "${FACE_EXTRA:-cpu}" --group dev

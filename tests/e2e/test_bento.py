@@ -31,18 +31,30 @@ def requirement_names(text: str) -> set[str]:
     return names
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """`scripts/build-bento.sh` into a fresh BentoML home, from the bundled pack."""
-    home = tmp_path_factory.mktemp("bentoml-home")
+# What each image's packages must and must not hold: (ONNX Runtime, packages it needs, never).
+IMAGES = {
+    "gpu": (
+        "onnxruntime-gpu",
+        {"nvidia-cudnn-cu13", "nvidia-cuda-runtime"},
+        {"onnxruntime", "openvino"},
+    ),
+    "cpu": ("onnxruntime", {"openvino"}, {"onnxruntime-gpu", "nvidia-cudnn-cu13"}),
+}
+
+
+@pytest.fixture(scope="module", params=list(IMAGES))
+def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`scripts/build-bento.sh [cpu]` into a fresh BentoML home, from the bundled pack."""
+    image = request.param
+    home = tmp_path_factory.mktemp(f"bentoml-home-{image}")
     env = {**os.environ, "BENTOML_HOME": str(home), "FACE_MODEL": DEFAULT_PACK}
-    result = subprocess.run(
-        ["./scripts/build-bento.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+    command = ["./scripts/build-bento.sh"] + ([] if image == "gpu" else [image])
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     tag = re.search(r'Successfully built Bento\(tag="([^"]+)"\)', result.stdout).group(1)
     name, version = tag.split(":")
-    return {"tag": tag, "home": home, "env": env, "path": home / "bentos" / name / version}
+    path = home / "bentos" / name / version
+    return {"image": image, "tag": tag, "home": home, "env": env, "path": path}
 
 
 def test_project_env_has_exactly_one_onnxruntime_and_one_opencv():
@@ -53,26 +65,30 @@ def test_project_env_has_exactly_one_onnxruntime_and_one_opencv():
     assert opencvs == {"opencv-python-headless"}
 
 
-def test_committed_requirements_match_the_lock(tmp_path):
-    out = tmp_path / "gpu.txt"
+@pytest.mark.parametrize("image", list(IMAGES))
+def test_committed_requirements_match_the_lock(tmp_path, image):
+    out = tmp_path / f"{image}.txt"
     env = {**os.environ, "PATH": f"{ROOT / '.venv/bin'}:{os.environ['PATH']}"}
     subprocess.run(
-        [str(ROOT / "scripts/export-requirements.sh"), str(out)],
+        [str(ROOT / "scripts/export-requirements.sh"), image, str(out)],
         cwd=ROOT,
         env=env,
         check=True,
         timeout=120,
     )
-    assert out.read_text() == (ROOT / "requirements/gpu.txt").read_text(), (
-        "requirements/gpu.txt is stale: run scripts/export-requirements.sh"
+    assert out.read_text() == (ROOT / f"requirements/{image}.txt").read_text(), (
+        f"requirements/{image}.txt is stale: run scripts/export-requirements.sh"
     )
 
 
-def test_requirements_name_onnxruntime_gpu_only(built):
+def test_requirements_name_one_runtime_and_headless_opencv(built):
+    runtime, needed, never = IMAGES[built["image"]]
     names = requirement_names((built["path"] / "env/python/requirements.txt").read_text())
-    assert "onnxruntime-gpu" in names and "opencv-python-headless" in names
-    assert "onnxruntime" not in names and "opencv-python" not in names
-    assert {"insightface", "bentoml", "nvidia-cudnn-cu13", "nvidia-cuda-runtime"} <= names
+    assert runtime in names and "opencv-python-headless" in names
+    assert "opencv-python" not in names and not names & never
+    assert {"insightface", "bentoml"} | needed <= names
+    if built["image"] == "cpu":  # no CUDA library at all
+        assert not [n for n in names if n.startswith("nvidia-") and n != "nvidia-ml-py"]
     for line in (built["path"] / "env/python/requirements.txt").read_text().splitlines():
         if line and not line.startswith("#"):
             assert "==" in line, f"unpinned: {line}"
@@ -103,8 +119,9 @@ def test_image_install_drops_insightfaces_cpu_runtime_and_gui_opencv(built, tmp_
     )
     assert result.returncode == 0, result.stderr[-3000:]
     would_install = set(re.findall(r"^ \+ ([\w.-]+)==", result.stderr, flags=re.M))
-    assert {"onnxruntime-gpu", "opencv-python-headless", "insightface"} <= would_install
-    assert not would_install & {"onnxruntime", "opencv-python"}
+    runtime, needed, never = IMAGES[built["image"]]
+    assert {runtime, "opencv-python-headless", "insightface"} | needed <= would_install
+    assert not would_install & ({"opencv-python"} | never)
 
 
 def test_dockerfile_uses_the_declared_base_image(built):
@@ -114,7 +131,10 @@ def test_dockerfile_uses_the_declared_base_image(built):
         e["name"]: e["value"]
         for e in yaml.safe_load((built["path"] / "bento.yaml").read_text())["envs"]
     }
-    assert envs["NVIDIA_VISIBLE_DEVICES"] == "all" and envs["FACE_DEVICE"] == "cuda"
+    if built["image"] == "gpu":
+        assert envs["NVIDIA_VISIBLE_DEVICES"] == "all" and envs["FACE_DEVICE"] == "cuda"
+    else:
+        assert envs["FACE_DEVICE"] == "cpu" and "NVIDIA_VISIBLE_DEVICES" not in envs
     assert envs["FACE_MODEL"] == DEFAULT_PACK
 
 
@@ -141,7 +161,9 @@ def test_export_holds_the_pack_files_with_their_sha256(built, tmp_path):
 
 
 def test_serving_the_built_bento_answers_health_and_detect(built, tmp_path):
-    env = {**built["env"], "FACE_API_KEYS": "bento-key", "FACE_DEVICE": "auto"}
+    # The GPU image's FACE_DEVICE=cuda would refuse this CPU-only machine: let it fall back.
+    device = "auto" if built["image"] == "gpu" else "cpu"
+    env = {**built["env"], "FACE_API_KEYS": "bento-key", "FACE_DEVICE": device}
     with start_server(tmp_path / "bento.log", env, target=built["tag"], cwd=tmp_path) as srv:
         assert httpx.get(f"{srv.url}/v1/health").json() == {"status": "ok"}
         response = httpx.post(
@@ -152,6 +174,8 @@ def test_serving_the_built_bento_answers_health_and_detect(built, tmp_path):
         )
         assert response.status_code == 200, response.text
         assert len(response.json()["faces"]) == 1
+        server = httpx.get(f"{srv.url}/v1/info/server").json()
+        assert server["device"] == "cpu" and server["package_conflicts"] == []
         info = httpx.get(f"{srv.url}/v1/info/model/{DEFAULT_PACK}").json()
         assert {f["name"] for f in info["files"]} == {
             p.name for p in DEFAULT_PACK_DIR.glob("*.onnx")

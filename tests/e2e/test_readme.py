@@ -69,12 +69,22 @@ def test_curl_examples_run_and_answer(server):
     assert all(s > 0.375 for s in scores)  # both example photos are the same person
 
 
-def test_python_client_example_runs(server):
-    (code,) = blocks("python", examples_section())
-    code = code.replace(README_URL, server.url)
-    env = {**os.environ, "FACE_API_KEYS": API_KEY}
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert re.search(r"^1 face\(s\); same-person score 0\.\d+$", result.stdout.strip(), re.M)
+def test_python_examples_run(server):
+    bentoml_client, gallery_client = blocks("python", examples_section())
+    outputs = []
+    for code in (bentoml_client, gallery_client):
+        code = code.replace(README_URL, server.url)
+        env = {**os.environ, "FACE_API_KEYS": API_KEY}
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        outputs.append(result.stdout.strip())
+    assert re.search(r"^1 face\(s\); same-person score 0\.\d+$", outputs[0], re.M)
+    assert re.search(r"^best match yuke 0\.\d+ \{'desk': 7\}$", outputs[1], re.M), outputs[1]
+    assert "deleted 1 face(s)" in outputs[1]

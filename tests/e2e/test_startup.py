@@ -59,3 +59,42 @@ def test_auth_off_serves_without_key_and_keys_stay_out_of_logs(tmp_path, importe
         log = srv.log()
     assert "POST" in log or "/v1/detect" in log
     assert secret not in log and secret[:10] not in log
+
+
+def test_killing_the_main_process_takes_its_workers_along(tmp_path, imported_pack):
+    """SIGKILL to `bentoml serve` leaves no worker behind holding the port."""
+    import contextlib
+    import os
+    import signal
+    import socket
+    import time
+
+    import psutil
+
+    from tests.server import RunningServer, launch, service_processes, wait_healthy
+
+    log = tmp_path / "serve.log"
+    process, url = launch(log, {"FACE_API_KEYS": "k"})
+    workers: list[psutil.Process] = []
+    try:
+        wait_healthy(process, url, log)
+        roles = service_processes(RunningServer(url, log, process))
+        workers = [p for role, ps in roles.items() if role != "arbiter" for p in ps]
+        assert {"FaceAPI", "InsightFaceRunner", "GalleryStore"} <= set(roles)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        port = int(url.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            alive = [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+            with socket.socket() as probe:
+                listening = probe.connect_ex(("127.0.0.1", port)) == 0
+            if not alive and not listening:
+                break
+            time.sleep(0.2)
+        assert not listening, "the port still answers after the main process died"
+        assert not alive, [w.cmdline()[-8:] for w in alive]
+    finally:
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()

@@ -1,0 +1,73 @@
+"""Every gallery operation through the package's typed client, against a real server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from face_api.client import FaceApiError, GalleryClient
+from face_api.features import encode_feature
+from face_api.gallery_schemas import EnrollResponse, SearchResponse, VerifyResponse
+from tests.paths import IDENTITIES
+from tests.server import API_KEY
+
+pytestmark = pytest.mark.e2e
+YUKE = [p for p in IDENTITIES if p.stem.startswith("yuke")]
+FENGPIN = [p for p in IDENTITIES if p.stem.startswith("fengpin")]
+
+
+@pytest.fixture
+def galleries(server):
+    with GalleryClient(server.url, api_key=API_KEY) as client:
+        yield client
+
+
+def test_every_gallery_operation(galleries, api):
+    name = "client-test"
+    yuke = galleries.enroll(name, "yuke", image=YUKE[0], metadata={"desk": 7})
+    assert isinstance(yuke, EnrollResponse) and yuke.faces[0].face_detect.processed
+    feng = galleries.enroll(name, "fengpin", image=FENGPIN[0].read_bytes())
+    feature = api.post("/v1/file/feature", files={"image": YUKE[1].read_bytes()}).json()["feature"]
+    by_feature = galleries.enroll(name, "yuke", feature=feature)
+    assert by_feature.faces[0].face_detect is None
+
+    found = galleries.search(name, image=YUKE[2], max_results=3)
+    assert isinstance(found, SearchResponse)
+    best = found.results[0].matches[0]
+    assert best.subject == "yuke"
+    assert best.face_id in {yuke.faces[0].face_id, by_feature.faces[0].face_id}
+    strict = galleries.search(name, feature=feature, threshold=0.99)
+    assert [m.face_id for m in strict.results[0].matches] == [by_feature.faces[0].face_id]
+
+    verdict = galleries.verify(name, "fengpin", image=YUKE[2])
+    assert isinstance(verdict, VerifyResponse) and verdict.match is False
+    assert galleries.verify(name, "yuke", image=YUKE[3]).match is True
+
+    listed = {g.name: g.faces for g in galleries.galleries().galleries}
+    assert listed[name] == 3
+    subjects = galleries.subjects(name)
+    assert [(s.subject, s.faces) for s in subjects.subjects] == [("fengpin", 1), ("yuke", 2)]
+    page = galleries.faces(name, subject="yuke", limit=1)
+    assert page.total == 2 and len(page.faces) == 1
+    assert [f.metadata for f in galleries.faces(name, subject="yuke").faces].count({"desk": 7}) == 1
+
+    assert galleries.delete_face(name, feng.faces[0].face_id) == 1
+    assert galleries.delete_subject(name, "yuke") == 2
+    galleries.enroll(name, "again", feature=feature)
+    assert galleries.delete_gallery(name) == 1
+    assert name not in {g.name for g in galleries.galleries().galleries}
+
+
+def test_errors_carry_the_status_and_the_detail(galleries, server):
+    with pytest.raises(FaceApiError) as missing:
+        galleries.search("never-made", feature="AACAPw==")
+    assert missing.value.status in (404, 422)
+    with pytest.raises(FaceApiError) as bad:
+        galleries.enroll(".hidden", "x", feature=encode_feature(np.ones(512)))
+    assert bad.value.status == 422 and "letter or a digit" in str(bad.value.detail)
+    with pytest.raises(ValueError, match="exactly one"):
+        galleries.search("g")
+    wrong = GalleryClient(server.url, api_key="wrong")
+    with wrong, pytest.raises(FaceApiError) as refused:
+        wrong.galleries()
+    assert refused.value.status == 401
