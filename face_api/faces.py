@@ -13,9 +13,8 @@ import cv2
 import numpy as np
 from insightface.utils import face_align
 
-from runners.detector import DETECTION_WIDTH
-
-__all__ = ["DETECTION_WIDTH"]  # the row format, as the detector writes it
+# The row format, as the detector writes it.
+from runners.detector import DETECTION_WIDTH as DETECTION_WIDTH
 
 # insightface's norm_crop calls scikit-image's deprecated SimilarityTransform.estimate; the warning
 # says nothing to an operator and would be printed by every worker.

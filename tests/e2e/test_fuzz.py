@@ -36,6 +36,14 @@ GALLERY_OPERATIONS = [
 ]
 OPERATIONS = [("POST", p) for p in POSTS] + [("GET", p) for p in GETS] + GALLERY_OPERATIONS
 EXAMPLES_PER_OPERATION = 30  # 27 operations with parameters: 810 requests
+# Reproducible: the same examples every run, none remembered between runs.
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    database=None,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +64,7 @@ def test_generated_requests_get_documented_answers(published_schema, server, met
     sent: list = []
 
     @given(case=cases)
-    @settings(
-        max_examples=EXAMPLES_PER_OPERATION,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        derandomize=True,
-        database=None,
-    )
+    @FUZZ_SETTINGS
     def check(case):
         sent.append(case)
         # Random strings are never valid photos, so requests valid by the schema may get a 422:
@@ -146,13 +148,7 @@ WRONG_BODIES = st.one_of(
 @pytest.mark.parametrize("path", JSON_POSTS)
 def test_forms_and_bytes_sent_to_json_routes_get_4xx_in_the_contract_shape(server, path):
     @given(request=WRONG_BODIES)
-    @settings(
-        max_examples=EXAMPLES_PER_OPERATION,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        derandomize=True,
-        database=None,
-    )
+    @FUZZ_SETTINGS
     def check(request):
         body = dict(request)
         headers = {"x-api-key": API_KEY, **body.pop("headers", {})}
