@@ -114,13 +114,7 @@ class FaceEngine:
             normalize_in_graph=on_cuda,
             pad_to_buckets=on_cuda,
         )
-        if not on_cuda and self.settings.cpu_recognizer == "openvino":
-            self.recognizer = self._openvino_recognizer(arcface.model_file)
-        else:
-            session = ort.InferenceSession(
-                arcface.model_file, sess_options=options, providers=list(wanted)
-            )
-            self.recognizer = ArcFaceONNX(model_file=arcface.model_file, session=session)
+        self.recognizer = self._recognizer(arcface.model_file, wanted, options)
         self._warm_up()
         self.providers = self._providers_in_use()
         self.device = "cuda" if CUDA in self.providers else "cpu"
@@ -142,18 +136,24 @@ class FaceEngine:
             self.settings.intra_op_threads,
         )
 
-    def _openvino_recognizer(self, model_file: str) -> ArcFaceONNX:
+    def _recognizer(
+        self, model_file: str, providers: list[Any], options: ort.SessionOptions
+    ) -> ArcFaceONNX:
+        """insightface's ArcFaceONNX on OpenVINO (CPU, when installed and asked for) or on an
+        ONNX Runtime session with the engine's providers."""
         from runners import openvino_session
 
-        if not openvino_session.available():
-            log.warning(
-                "FACE_CPU_RECOGNIZER=openvino but openvino is not installed: using "
-                "ONNX Runtime's CPU provider for recognition"
-            )
-            options = session_options(self.settings)
-            session = ort.InferenceSession(model_file, sess_options=options, providers=[CPU])
-            return ArcFaceONNX(model_file=model_file, session=session)
-        session = openvino_session.OpenVINOSession(model_file, self.settings.intra_op_threads)
+        wants_openvino = providers == [CPU] and self.settings.cpu_recognizer == "openvino"
+        if wants_openvino and openvino_session.available():
+            threads = self.settings.intra_op_threads
+            session: Any = openvino_session.OpenVINOSession(model_file, threads)
+        else:
+            if wants_openvino:
+                log.warning(
+                    "FACE_CPU_RECOGNIZER=openvino but openvino is not installed: using "
+                    "ONNX Runtime's CPU provider for recognition"
+                )
+            session = ort.InferenceSession(model_file, sess_options=options, providers=providers)
         return ArcFaceONNX(model_file=model_file, session=session)
 
     @property
