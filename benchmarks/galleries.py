@@ -1,8 +1,10 @@
-"""Gallery scale: enroll throughput and search latency at 10k and 100k enrolled features, against a
+"""Gallery scale: enroll throughput and search latency at 10k and 100k enrolled features, in the
+embedded Milvus Lite and in a Milvus standalone server (started here, on this machine), against a
 brute-force numpy baseline (one matrix product over all features) in the same command.
 
-    .venv/bin/python -m benchmarks.galleries                  # 10k and 100k, about 5 minutes
+    .venv/bin/python -m benchmarks.galleries                  # 10k and 100k, about 10 minutes
     .venv/bin/python -m benchmarks.galleries --sizes 1000     # quick
+    .venv/bin/python -m benchmarks.galleries --stores lite    # Milvus Lite only
 
 Features are synthetic unit vectors (512-d, like the recognizer's); probes are noisy copies of
 enrolled ones, so rank-1 correctness is checked along the way.
@@ -11,14 +13,17 @@ enrolled ones, so rank-1 correctness is checked along the way.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from face_api.galleries import GalleryStore
+from tests.milvus_server import running_milvus
 
 DIM = 512
 ENROLL_BATCH = 1000  # faces per enroll call in the bulk phase
@@ -37,10 +42,20 @@ def brute_force(gallery: np.ndarray, probe: np.ndarray, k: int) -> np.ndarray:
     return best[np.argsort(-scores[best])]
 
 
-def run(size: int, folder: Path, probes_count: int = PROBES) -> dict[str, float]:
+@contextlib.contextmanager
+def store_uri(kind: str, folder: Path) -> Iterator[str]:
+    """A fresh, empty store of ``kind``: a Milvus Lite file, or a Milvus server of its own."""
+    if kind == "lite":
+        yield str(folder / "bench.db")
+        return
+    with running_milvus(folder / "milvus") as server:
+        yield server.uri
+
+
+def run(uri: str, size: int, probes_count: int = PROBES) -> dict[str, float]:
     rng = np.random.default_rng(size)
     features = unit(rng.standard_normal((size, DIM)).astype(np.float32))
-    store = GalleryStore(str(folder / f"bench-{size}.db"), "synthetic", DIM)
+    store = GalleryStore(uri, "synthetic", DIM)
 
     start = time.perf_counter()
     for first in range(0, size, ENROLL_BATCH):
@@ -84,17 +99,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--probes", type=int, default=PROBES)
+    parser.add_argument(
+        "--stores", nargs="+", choices=["lite", "server"], default=["lite", "server"]
+    )
     args = parser.parse_args()
     print(
-        "| enrolled | bulk enroll faces/s | one-face enroll median ms | search median ms | "
+        "| enrolled | store | bulk enroll faces/s | one-face enroll median ms | search median ms | "
         "search p95 ms | numpy brute force median ms | search / numpy | rank-1 |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as folder:
-        for size in args.sizes:
-            r = run(size, Path(folder), args.probes)
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size in args.sizes:
+        for kind in args.stores:
+            with tempfile.TemporaryDirectory() as folder, store_uri(kind, Path(folder)) as uri:
+                r = run(uri, size, args.probes)
+            name = "Milvus Lite" if kind == "lite" else "Milvus server"
             print(
-                f"| {r['size']:,} | {r['bulk_faces_per_s']:,.0f} | {r['single_enroll_ms']:.1f} | "
+                f"| {r['size']:,} | {name} | {r['bulk_faces_per_s']:,.0f} | "
+                f"{r['single_enroll_ms']:.1f} | "
                 f"{r['search_ms']:.1f} | {r['search_p95_ms']:.1f} | {r['numpy_ms']:.1f} | "
                 f"{r['search_ms'] / r['numpy_ms']:.2f}x | {r['rank1']:.2f} |",
                 flush=True,

@@ -16,6 +16,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,11 @@ SUBJECT_MAX = 256
 REGISTRY = "face_api_galleries"
 _COLLECTION_PREFIX = "gallery_"
 _QUERY_PAGE = 16384  # Milvus's largest query window
+# A Milvus server's default ("Bounded") lets a read miss writes of the last few seconds: a face
+# enrolled, then searched at once, was not found, and a deleted one was still counted. Every read
+# here sees every write before it (Milvus Lite behaves so anyway).
+STRONG = "Strong"
+_NOT_LOADED = 101  # Milvus's ErrCollectionNotLoaded
 
 
 class GalleryError(Exception):
@@ -99,7 +105,8 @@ class GalleryStore:
 
     # -- galleries -------------------------------------------------------------------------
     def galleries(self) -> list[GalleryInfo]:
-        rows = self.client.query(
+        rows = self._read(
+            self.client.query,
             REGISTRY,
             filter='name != ""',
             output_fields=["name", "pack", "dimension"],
@@ -155,7 +162,8 @@ class GalleryStore:
         """The best ``limit`` faces for each row of ``features``, best first, over ``threshold``."""
         vectors = self._vectors(features)
         self._open(gallery)
-        hits = self.client.search(
+        hits = self._read(
+            self.client.search,
             _collection(gallery),
             data=[v.tolist() for v in vectors],
             limit=limit,
@@ -176,7 +184,8 @@ class GalleryStore:
         _check_subject(subject)
         vector = self._vectors(feature.reshape(1, -1))[0]
         self._open(gallery)
-        hits = self.client.search(
+        hits = self._read(
+            self.client.search,
             _collection(gallery),
             data=[vector.tolist()],
             limit=1,
@@ -217,7 +226,10 @@ class GalleryStore:
 
     def delete_face(self, gallery: str, face_id: str) -> None:
         self._open(gallery)
-        if not self.client.get(_collection(gallery), ids=[face_id], output_fields=["face_id"]):
+        found = self._read(
+            self.client.get, _collection(gallery), ids=[face_id], output_fields=["face_id"]
+        )
+        if not found:
             raise NotFoundError(f"face {face_id!r} is not in gallery {gallery!r}", "face_id")
         self.client.delete(_collection(gallery), ids=[face_id])
 
@@ -241,11 +253,15 @@ class GalleryStore:
         schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs one vector
         index = self.client.prepare_index_params()
         index.add_index("unused", metric_type="L2", index_type="FLAT")
-        self.client.create_collection(REGISTRY, schema=schema, index_params=index)
+        self.client.create_collection(
+            REGISTRY, schema=schema, index_params=index, consistency_level=STRONG
+        )
 
     def _registered(self, name: str) -> dict[str, Any]:
         _check_gallery_name(name)
-        found = self.client.get(REGISTRY, ids=[name], output_fields=["pack", "dimension"])
+        found = self._read(
+            self.client.get, REGISTRY, ids=[name], output_fields=["pack", "dimension"]
+        )
         if not found:
             raise NotFoundError(f"gallery {name!r} does not exist", "gallery")
         return found[0]
@@ -280,7 +296,9 @@ class GalleryStore:
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimension)
         index = self.client.prepare_index_params()
         index.add_index("vector", metric_type="COSINE", index_type="FLAT")
-        self.client.create_collection(_collection(name), schema=schema, index_params=index)
+        self.client.create_collection(
+            _collection(name), schema=schema, index_params=index, consistency_level=STRONG
+        )
         self.client.upsert(
             REGISTRY,
             [{"name": name, "pack": self.pack, "dimension": self.dimension, "unused": [0.0, 0.0]}],
@@ -308,16 +326,23 @@ class GalleryStore:
             )
 
     def _count(self, gallery: str) -> int:
-        self.client.load_collection(_collection(gallery))
-        rows = self.client.query(_collection(gallery), filter="", output_fields=["count(*)"])
+        rows = self._read(
+            self.client.query, _collection(gallery), filter="", output_fields=["count(*)"]
+        )
         return int(rows[0]["count(*)"])
 
     def _all(self, gallery: str, fields: list[str], where: str = "") -> list[dict[str, Any]]:
+        return self._read(self._query_all, _collection(gallery), filter=where, fields=fields)
+
+    def _query_all(
+        self, collection: str, filter: str, fields: list[str], consistency_level: str
+    ) -> list[dict[str, Any]]:
         iterator = self.client.query_iterator(
-            _collection(gallery),
+            collection,
             batch_size=_QUERY_PAGE // 4,
-            filter=where,
+            filter=filter,
             output_fields=["face_id", *fields],
+            consistency_level=consistency_level,
         )
         rows: list[dict[str, Any]] = []
         try:
@@ -326,6 +351,23 @@ class GalleryStore:
         finally:
             iterator.close()
         return rows
+
+    def _read(self, call: Callable[..., Any], collection: str, **kwargs: Any) -> Any:
+        """``call(collection, ...)``, a read that sees every write before it.
+
+        A Milvus server that restarted serves a collection again only once it is loaded again
+        (it reloads on its own, later): such a collection is loaded here and read once more.
+        """
+        from pymilvus import MilvusException
+
+        try:
+            return call(collection, consistency_level=STRONG, **kwargs)
+        except MilvusException as exc:
+            if exc.code != _NOT_LOADED and "not loaded" not in str(exc.message):
+                raise
+        log.info("collection %s is not loaded on the server (restarted?); loading it", collection)
+        self.client.load_collection(collection)
+        return call(collection, consistency_level=STRONG, **kwargs)
 
 
 def _connect(uri: str, token: str | None, timeout_s: float) -> Any:
@@ -345,13 +387,13 @@ def _connect(uri: str, token: str | None, timeout_s: float) -> Any:
             client.list_collections()  # a round trip: the server is listening
             return client
         except MilvusException as exc:
-            if not _is_connection_failure(exc) or time.monotonic() >= deadline:
+            if not is_connection_failure(exc) or time.monotonic() >= deadline:
                 raise
             log.info("gallery store not reachable yet (%s); retrying", exc.message)
             time.sleep(0.25)
 
 
-def _is_connection_failure(exc: Any) -> bool:
+def is_connection_failure(exc: Any) -> bool:
     import grpc
     from pymilvus.client.types import Status
 

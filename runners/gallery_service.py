@@ -16,7 +16,7 @@ import bentoml
 import numpy as np
 from bentoml.validators import DType
 
-from face_api.galleries import GalleryError, GalleryStore
+from face_api.galleries import GalleryError, GalleryStore, is_connection_failure
 from face_api.settings import get_settings
 from face_api.startup import start_worker
 
@@ -61,10 +61,18 @@ class GalleryStoreService:
 
     @staticmethod
     def _answer(call: Callable[[], Any]) -> dict[str, Any]:
+        from pymilvus import MilvusException
+
         try:
             return {"result": call()}
         except GalleryError as exc:
             return {"error": {"status": exc.status, "message": exc.message, "field": exc.field}}
+        except MilvusException as exc:
+            if not is_connection_failure(exc):
+                raise
+            log.warning("gallery database unreachable: %s", exc.message)
+            message = "the gallery database does not answer"
+            return {"error": {"status": 503, "message": message, "field": None}}
 
     @bentoml.api
     def enroll(

@@ -1,12 +1,14 @@
 """Galleries over real HTTP: 1:N search on the identities, verify, paging, deletes, concurrency,
-restarts, and the contract's errors."""
+restarts, and the contract's errors; each against the embedded Milvus Lite and a Milvus server."""
 
 from __future__ import annotations
 
 import base64
 import json
 import threading
+import time
 from collections import defaultdict
+from collections.abc import Iterator
 
 import cv2
 import httpx
@@ -15,11 +17,44 @@ import pytest
 
 from face_api.features import encode_feature
 from tests.conftest import b64
+from tests.milvus_server import MilvusServer, running_milvus
 from tests.paths import IDENTITIES, identity_of
-from tests.server import API_KEY, start_server
+from tests.server import API_KEY, RunningServer, start_server
 
 pytestmark = pytest.mark.e2e
 HELD_OUT = "taobiaoli"  # never enrolled: must not match anyone above the threshold
+STORES = ["milvus-lite", "milvus-server"]
+
+
+@pytest.fixture(scope="module")
+def milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    """A real Milvus standalone server, shared by this module's tests."""
+    with running_milvus(tmp_path_factory.mktemp("milvus")) as milvus_server:
+        yield milvus_server
+
+
+@pytest.fixture(scope="module", params=STORES)
+def store(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings that put a server's galleries in Milvus Lite (the default) or a server."""
+    if request.param == "milvus-lite":
+        return {}
+    return {"FACE_GALLERY_URI": request.getfixturevalue("milvus").uri}
+
+
+@pytest.fixture(scope="module")
+def server(
+    store: dict[str, str], imported_pack: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """This module's API server, its galleries in the store under test."""
+    log = tmp_path_factory.mktemp("galleries") / "serve.log"
+    with start_server(log, {"FACE_API_KEYS": API_KEY, **store}) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def api(server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers={"x-api-key": API_KEY}, timeout=120) as client:
+        yield client
 
 
 def by_person() -> dict[str, list]:
@@ -320,8 +355,8 @@ def test_gallery_calls_need_the_key(server):
         assert httpx.request(method, f"{server.url}{path}").status_code == 401
 
 
-def test_galleries_survive_a_restart(tmp_path, imported_pack):
-    env = {"FACE_API_KEYS": API_KEY, "FACE_GALLERY_DIR": str(tmp_path / "kept")}
+def test_galleries_survive_a_restart(tmp_path, imported_pack, store):
+    env = {"FACE_API_KEYS": API_KEY, "FACE_GALLERY_DIR": str(tmp_path / "kept"), **store}
     photo = by_person()["fengpin"]
     headers = {"x-api-key": API_KEY}
     with start_server(tmp_path / "first.log", env) as first:
@@ -370,3 +405,38 @@ def test_the_first_enroll_after_a_fresh_start_never_fails(tmp_path, imported_pac
     assert len(answers) == FRESH_STARTS
     failed = {run: text for run, text in answers.items() if not text.startswith("200")}
     assert not failed, failed
+
+
+def test_a_milvus_server_down_is_503_and_back_loses_nothing(tmp_path, imported_pack, milvus):
+    """The database restarts under a running API: calls meanwhile fail cleanly (503, within the
+    request deadline), and once it serves again (Milvus reloads its collections first: about
+    half a minute here) every enrolled face is found, the API never restarted. (The module's
+    server: two standalone servers cannot share a host, their embedded etcd takes port 2380.)"""
+    deadline_s = 20
+    env = {"FACE_API_KEYS": API_KEY, "FACE_REQUEST_TIMEOUT_S": str(deadline_s)}
+    feature = encode_feature(np.ones(512))
+    search = {"feature": feature}
+    with (
+        start_server(tmp_path / "serve.log", {**env, "FACE_GALLERY_URI": milvus.uri}) as srv,
+        httpx.Client(base_url=srv.url, headers={"x-api-key": API_KEY}, timeout=60) as c,
+    ):
+        body = {"subject": "kept", "feature": feature}
+        face_id = c.post("/v1/galleries/db/faces", json=body).json()["faces"][0]["faceId"]
+        assert c.post("/v1/galleries/db/search", json=search).status_code == 200
+        milvus.stop()
+        down = c.post("/v1/galleries/db/search", json=search)
+        assert down.status_code == 503, down.text
+        assert down.json()["detail"] == "the gallery database does not answer; retry later"
+        milvus.start()
+        answers = []
+        give_up = time.monotonic() + 180
+        while time.monotonic() < give_up:
+            started = time.monotonic()
+            back = c.post("/v1/galleries/db/search", json=search)
+            answers.append((back.status_code, round(time.monotonic() - started, 1)))
+            if back.status_code == 200:
+                break
+            time.sleep(1)
+        assert back.status_code == 200, answers
+        assert all(status == 503 and took <= deadline_s + 2 for status, took in answers[:-1])
+        assert back.json()["results"][0]["matches"][0]["faceId"] == face_id

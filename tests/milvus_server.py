@@ -1,0 +1,72 @@
+"""A real Milvus standalone server for the gallery tests and benchmark: the `milvus` package
+("embedded Milvus" 2.3.5) unpacks the server binary and runs it offline, gRPC on ``port``.
+One at a time on a host: its embedded etcd always takes port 2380."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.server import free_port
+
+
+@dataclass
+class MilvusServer:
+    """One server's data folder and port: stopping and starting it again keeps the data."""
+
+    data_dir: Path
+    port: int
+    _server: Any = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from milvus import MilvusServer as Embedded
+
+        self._server = Embedded(_same_port_config())
+        self._server.set_base_dir(str(self.data_dir))
+        # In `configs`, the port is required, not a first guess to count up from.
+        self._server.config.configs["proxy_port"] = self.port
+        self._server.start()  # returns once its health endpoint answers
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+@contextlib.contextmanager
+def running_milvus(data_dir: Path) -> Iterator[MilvusServer]:
+    server = MilvusServer(data_dir, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _same_port_config() -> Any:
+    """The package probes each port with a plain bind, which fails while the last run's
+    connections sit in TIME_WAIT, and then moves the server to the next port. Milvus itself
+    listens with SO_REUSEADDR, so probing the same way lets a restart keep its port."""
+    from milvus import MilvusServerConfig
+
+    class SamePortConfig(MilvusServerConfig):
+        def try_bind_port(self, port: int) -> socket.socket | None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+                sock.listen()
+                return sock
+            except OSError:
+                sock.close()
+                return None
+
+    return SamePortConfig()
