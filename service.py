@@ -8,24 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import bentoml
-import numpy as np
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from face_api import __version__
-from face_api.answers import RETRY_AFTER_S, answer
-from face_api.faces import DetectSortType
-from face_api.features import cosine, encode_feature, feature_score
-from face_api.gallery_api import post_routes as gallery_post_routes
-from face_api.gallery_api import router as gallery_router
-from face_api.images import decode_base64
-from face_api.middleware import (
+from face_api.galleries.routes import post_routes as gallery_post_routes
+from face_api.galleries.routes import router as gallery_router
+from face_api.http.face_requests import FaceRequests, image_from_base64, image_from_file
+from face_api.http.handling import RETRY_AFTER_S, handled
+from face_api.http.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
@@ -34,20 +30,16 @@ from face_api.middleware import (
     RequestIdMiddleware,
     ServerTimingMiddleware,
 )
-from face_api.openapi import DocsMiddleware, contract_openapi
-from face_api.pipeline import Analysis
-from face_api.responses import detect_result, embedding_list, no_face, whole_crop
-from face_api.runner_client import RunnerClient
-from face_api.schemas import (
+from face_api.http.openapi import DocsMiddleware, contract_openapi
+from face_api.http.runner_client import RunnerClient
+from face_api.http.schemas import (
     MAX_RESULTS_LIMIT,
     DetectReqBody,
     DetectResponse,
     DetectSortTypeValue,
-    EmbeddingsInfoResult,
     EmbeddingsReqBody,
     EmbeddingsResponse,
     ErrorMessage,
-    FeatureInfoResult,
     FeatureReqBody,
     FeatureResponse,
     FeatureScoreReqBody,
@@ -64,16 +56,15 @@ from face_api.schemas import (
     ScoreResponse,
     ServerInfo,
 )
-from face_api.settings import get_settings
-from face_api.startup import refuse_to_start, start_worker
-from face_api.timing import request_timings
+from face_api.ops.settings import get_settings
+from face_api.ops.startup import refuse_to_start, start_worker
+from face_api.pipeline.features import feature_score
 from runners.gallery_service import GalleryStoreService
 from runners.insightface_runner import InsightFaceRunner
 
 log = logging.getLogger("face_api")
 SERVICE_NAME = "face-api"
 settings = get_settings()
-T = TypeVar("T")
 
 # Its routes are merged into the service's /docs.json; it serves no docs of its own.
 info_app = FastAPI(
@@ -115,213 +106,72 @@ class FaceAPI:
                 "no API key configured: set FACE_API_KEYS (comma-separated) or FACE_API_KEYS_FILE "
                 "(one key a line), or switch key checks off explicitly with FACE_API_AUTH=off"
             )
-        self._info: dict[str, Any] | None = None
-        self.client = RunnerClient(self.runner)
+        self.client = RunnerClient(self.runner)  # the galleries' routes use it too
+        self.faces = FaceRequests(self.client)
 
-    # -- plumbing ----------------------------------------------------------------------------
     async def model_info(self) -> dict[str, Any]:
-        if self._info is None:
-            self._info = await self.client.info()
-        return self._info
+        return await self.faces.model_info()
 
-    @staticmethod
-    async def answer(work: Awaitable[T]) -> T | JSONResponse:
-        """The handler's result, or the contract's error response (``face_api.answers``)."""
-        return await answer(work, settings.request_timeout_s)
-
-    @staticmethod
-    def _b64(text: str, field: str = "image") -> tuple[str, bytes]:
-        with request_timings().stage("base64"):
-            return field, decode_base64(text, field)
-
-    @staticmethod
-    def _file(path: Path, field: str = "image") -> tuple[str, bytes]:
-        return field, path.read_bytes()
-
-    async def _analyze(
-        self, image: tuple[str, bytes], max_results: int, sort_type: int, embed: bool
-    ) -> Analysis:
-        limit = min(max_results, settings.max_results_cap)
-        (found,) = await self.client.analyze([image], limit, DetectSortType(sort_type), embed)
-        return found
-
-    # -- shared request logic ----------------------------------------------------------------
-    async def _detect(
-        self, image: tuple[str, bytes], seq: int, sort_type: int, max_results: int
-    ) -> DetectResponse:
-        found = await self._analyze(image, max_results, sort_type, embed=False)
-        shape = (found.height, found.width)
-        return DetectResponse(seq=seq, faces=[detect_result(f, shape) for f in found.faces])
-
-    async def _faces_with_embeddings(
-        self, image: tuple[str, bytes], max_results: int
-    ) -> list[tuple[Any, np.ndarray]]:
-        found = await self._analyze(image, max_results, DetectSortType.AREA, embed=True)
-        shape = (found.height, found.width)
-        if not len(found.faces):
-            return []
-        return [
-            (detect_result(f, shape), e) for f, e in zip(found.faces, found.embeddings, strict=True)
-        ]
-
-    async def _feature(self, image: tuple[str, bytes]) -> FeatureResponse:
-        found = await self._faces_with_embeddings(image, 1)
-        if not found:
-            return FeatureResponse(version=__version__, feature="", face_detect=no_face())
-        face, embedding = found[0]
-        return FeatureResponse(
-            version=__version__, feature=encode_feature(embedding), face_detect=face
-        )
-
-    async def _embeddings(self, image: tuple[str, bytes]) -> EmbeddingsResponse:
-        found = await self._faces_with_embeddings(image, 1)
-        if not found:
-            return EmbeddingsResponse(version=__version__, embeddings=[], face_detect=no_face())
-        face, embedding = found[0]
-        return EmbeddingsResponse(
-            version=__version__, embeddings=embedding_list(embedding), face_detect=face
-        )
-
-    async def _multi_feature(
-        self, image: tuple[str, bytes], max_results: int
-    ) -> MultiFeatureResponse:
-        found = await self._faces_with_embeddings(image, max_results)
-        return MultiFeatureResponse(
-            version=__version__,
-            feature_info_list=[
-                FeatureInfoResult(feature=encode_feature(e), face_detect=f) for f, e in found
-            ],
-        )
-
-    async def _multi_embeddings(
-        self, image: tuple[str, bytes], max_results: int
-    ) -> MultiEmbeddingsResponse:
-        found = await self._faces_with_embeddings(image, max_results)
-        return MultiEmbeddingsResponse(
-            version=__version__,
-            embeddings_info_list=[
-                EmbeddingsInfoResult(embeddings=embedding_list(e), face_detect=f) for f, e in found
-            ],
-        )
-
-    async def _crop_embedding(self, crop: tuple[str, bytes]) -> tuple[np.ndarray, Any]:
-        """The crop's embedding, and its ``face_detect`` (the whole crop: no detection ran)."""
-        embedding = (await self.client.embed_crops([crop]))[0]
-        size = (await self.model_info())["recognizer"]["input_size"][0]
-        return embedding, whole_crop((size, size))
-
-    async def _feature_only(self, crop: tuple[str, bytes]) -> FeatureResponse:
-        embedding, face = await self._crop_embedding(crop)
-        return FeatureResponse(
-            version=__version__, feature=encode_feature(embedding), face_detect=face
-        )
-
-    async def _embeddings_only(self, crop: tuple[str, bytes]) -> EmbeddingsResponse:
-        embedding, face = await self._crop_embedding(crop)
-        return EmbeddingsResponse(
-            version=__version__, embeddings=embedding_list(embedding), face_detect=face
-        )
-
-    async def _score(self, image1: tuple[str, bytes], image2: tuple[str, bytes]) -> ScoreResponse:
-        # Both images in one runner call: one detection pass and one recognition pass.
-        found = await self.client.analyze([image1, image2], 1, DetectSortType.AREA, embed=True)
-        detects = [
-            detect_result(a.faces[0], (a.height, a.width)) if len(a.faces) else no_face()
-            for a in found
-        ]
-        if not all(len(a.faces) for a in found):
-            return ScoreResponse(score=0.0, face_detects=detects)
-        return ScoreResponse(
-            score=cosine(found[0].embeddings[0], found[1].embeddings[0]), face_detects=detects
-        )
-
-    # -- JSON endpoints ----------------------------------------------------------------------
+    # -- JSON endpoints ------------------------------------------------------------------------
     @bentoml.api(route="/v1/detect")
+    @handled
     async def detect(self, body: DetectReqBody, /) -> DetectResponse:
         """Detects many people's faces in one image: box, confidence, 5 landmarks."""
-
-        async def work() -> DetectResponse:
-            image = self._b64(body.image)
-            return await self._detect(image, body.seq, body.detect_sort_type, body.max_results)
-
-        return await self.answer(work())
+        image = image_from_base64(body.image)
+        return await self.faces.detect(image, body.seq, body.detect_sort_type, body.max_results)
 
     @bentoml.api(route="/v1/feature")
+    @handled
     async def feature(self, body: FeatureReqBody, /) -> FeatureResponse:
         """Extracts the largest face's feature (base64 of little-endian float32) from one image."""
-
-        async def work() -> FeatureResponse:
-            return await self._feature(self._b64(body.image))
-
-        return await self.answer(work())
+        return await self.faces.feature(image_from_base64(body.image))
 
     @bentoml.api(route="/v1/feature-only")
+    @handled
     async def feature_only(self, body: FeatureReqBody, /) -> FeatureResponse:
         """Extracts the feature of one already aligned 112x112 face crop (no detection)."""
-
-        async def work() -> FeatureResponse:
-            return await self._feature_only(self._b64(body.image))
-
-        return await self.answer(work())
+        return await self.faces.feature_only(image_from_base64(body.image))
 
     @bentoml.api(route="/v1/multi-feature")
+    @handled
     async def multi_feature(self, body: MultiFeatureReqBody, /) -> MultiFeatureResponse:
         """Extracts the features of up to maxResults faces in one image, largest first."""
-
-        async def work() -> MultiFeatureResponse:
-            return await self._multi_feature(self._b64(body.image), body.max_results)
-
-        return await self.answer(work())
+        return await self.faces.multi_feature(image_from_base64(body.image), body.max_results)
 
     @bentoml.api(route="/v1/embeddings")
+    @handled
     async def embeddings(self, body: EmbeddingsReqBody, /) -> EmbeddingsResponse:
         """Extracts the largest face's embedding (a list of floats) from one image."""
-
-        async def work() -> EmbeddingsResponse:
-            return await self._embeddings(self._b64(body.image))
-
-        return await self.answer(work())
+        return await self.faces.embeddings(image_from_base64(body.image))
 
     @bentoml.api(route="/v1/embeddings-only")
+    @handled
     async def embeddings_only(self, body: EmbeddingsReqBody, /) -> EmbeddingsResponse:
         """Extracts the embedding of one already aligned 112x112 face crop (no detection)."""
-
-        async def work() -> EmbeddingsResponse:
-            return await self._embeddings_only(self._b64(body.image))
-
-        return await self.answer(work())
+        return await self.faces.embeddings_only(image_from_base64(body.image))
 
     @bentoml.api(route="/v1/multi-embeddings")
+    @handled
     async def multi_embeddings(self, body: MultiEmbeddingsReqBody, /) -> MultiEmbeddingsResponse:
         """Extracts the embeddings of up to maxResults faces in one image, largest first."""
-
-        async def work() -> MultiEmbeddingsResponse:
-            return await self._multi_embeddings(self._b64(body.image), body.max_results)
-
-        return await self.answer(work())
+        return await self.faces.multi_embeddings(image_from_base64(body.image), body.max_results)
 
     @bentoml.api(route="/v1/score")
+    @handled
     async def score(self, body: ScoreReqBody, /) -> ScoreResponse:
         """Cosine similarity of the largest faces of two images, in [-1, 1]."""
-
-        async def work() -> ScoreResponse:
-            image1 = self._b64(body.image1, "image1")
-            image2 = self._b64(body.image2, "image2")
-            return await self._score(image1, image2)
-
-        return await self.answer(work())
+        image1 = image_from_base64(body.image1, "image1")
+        return await self.faces.score(image1, image_from_base64(body.image2, "image2"))
 
     @bentoml.api(route="/v1/feature-score")
+    @handled
     async def feature_score(self, body: FeatureScoreReqBody, /) -> FeatureScoreResponse:
         """Cosine similarity of two features, in [-1, 1]."""
+        return FeatureScoreResponse(score=feature_score(body.feature1, body.feature2))
 
-        async def work() -> FeatureScoreResponse:
-            return FeatureScoreResponse(score=feature_score(body.feature1, body.feature2))
-
-        return await self.answer(work())
-
-    # -- multipart twins ---------------------------------------------------------------------
+    # -- multipart twins: the image(s) as uploaded files ---------------------------------------
     @bentoml.api(route="/v1/file/detect")
+    @handled
     async def file_detect(
         self,
         image: Path,
@@ -330,58 +180,38 @@ class FaceAPI:
         detectSortType: DetectSortTypeValue = 0,  # noqa: N803
     ) -> DetectResponse:
         """The multipart twin of /v1/detect: the image as an uploaded file."""
-
-        async def work() -> DetectResponse:
-            return await self._detect(self._file(image), seq, detectSortType, maxResults)
-
-        return await self.answer(work())
+        return await self.faces.detect(image_from_file(image), seq, detectSortType, maxResults)
 
     @bentoml.api(route="/v1/file/feature")
+    @handled
     async def file_feature(self, image: Path) -> FeatureResponse:
         """The multipart twin of /v1/feature: the image as an uploaded file."""
-
-        async def work() -> FeatureResponse:
-            return await self._feature(self._file(image))
-
-        return await self.answer(work())
+        return await self.faces.feature(image_from_file(image))
 
     @bentoml.api(route="/v1/file/feature-only")
+    @handled
     async def file_feature_only(self, image: Path) -> FeatureResponse:
         """The multipart twin of /v1/feature-only: the crop as an uploaded file."""
-
-        async def work() -> FeatureResponse:
-            return await self._feature_only(self._file(image))
-
-        return await self.answer(work())
+        return await self.faces.feature_only(image_from_file(image))
 
     @bentoml.api(route="/v1/file/embeddings")
+    @handled
     async def file_embeddings(self, image: Path) -> EmbeddingsResponse:
         """The multipart twin of /v1/embeddings: the image as an uploaded file."""
-
-        async def work() -> EmbeddingsResponse:
-            return await self._embeddings(self._file(image))
-
-        return await self.answer(work())
+        return await self.faces.embeddings(image_from_file(image))
 
     @bentoml.api(route="/v1/file/embeddings-only")
+    @handled
     async def file_embeddings_only(self, image: Path) -> EmbeddingsResponse:
         """The multipart twin of /v1/embeddings-only: the crop as an uploaded file."""
-
-        async def work() -> EmbeddingsResponse:
-            return await self._embeddings_only(self._file(image))
-
-        return await self.answer(work())
+        return await self.faces.embeddings_only(image_from_file(image))
 
     @bentoml.api(route="/v1/file/score")
+    @handled
     async def file_score(self, image1: Path, image2: Path) -> ScoreResponse:
         """The multipart twin of /v1/score: both images as uploaded files."""
-
-        async def work() -> ScoreResponse:
-            first = self._file(image1, "image1")
-            second = self._file(image2, "image2")
-            return await self._score(first, second)
-
-        return await self.answer(work())
+        first = image_from_file(image1, "image1")
+        return await self.faces.score(first, image_from_file(image2, "image2"))
 
     # -- GET endpoints (FastAPI, mounted at /v1) ---------------------------------------------
     @info_app.get(
@@ -393,7 +223,7 @@ class FaceAPI:
         """Checks that the server is live: the model runner answers, now (not a cached answer)."""
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
-                self._info = await self.client.info()
+                await self.faces.refresh_model_info()
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             body = HealthResponse(status="unavailable", detail=type(exc).__name__)
             return JSONResponse(body.model_dump(), 503, headers={"retry-after": RETRY_AFTER_S})

@@ -1,10 +1,12 @@
 """Gallery scale: enroll throughput and search latency at 10k and 100k enrolled features, in the
-embedded Milvus Lite and in a Milvus standalone server (started here, on this machine), against a
-brute-force numpy baseline (one matrix product over all features) in the same command.
+embedded Milvus Lite and in a Milvus standalone server (started here, on this machine) read at
+the service's default consistency (Session) and at Strong, against a brute-force numpy baseline
+(one matrix product over all features) in the same command.
 
     .venv/bin/python -m benchmarks.galleries                  # 10k and 100k, about 10 minutes
     .venv/bin/python -m benchmarks.galleries --sizes 1000     # quick
-    .venv/bin/python -m benchmarks.galleries --stores lite    # Milvus Lite only
+    .venv/bin/python -m benchmarks.galleries --stores lite    # Milvus Lite only (or server,
+                                                              # server-strong)
 
 Features are synthetic unit vectors (512-d, like the recognizer's); probes are noisy copies of
 enrolled ones, so rank-1 correctness is checked along the way.
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face_api.galleries import GalleryStore
+from face_api.galleries.store import DEFAULT_CONSISTENCY, GalleryStore
 from tests.milvus_server import running_milvus
 
 DIM = 512
@@ -30,6 +32,11 @@ ENROLL_BATCH = 1000  # faces per enroll call in the bulk phase
 SINGLE_ENROLLS = 200  # one-face enroll calls timed on top of the bulk
 PROBES = 100  # searches timed per size (--probes)
 TOP_K = 5
+STORES = {  # --stores name: (table name, consistency)
+    "lite": ("Milvus Lite", DEFAULT_CONSISTENCY),
+    "server": (f"Milvus server, {DEFAULT_CONSISTENCY}", DEFAULT_CONSISTENCY),
+    "server-strong": ("Milvus server, Strong", "Strong"),
+}
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -44,7 +51,8 @@ def brute_force(gallery: np.ndarray, probe: np.ndarray, k: int) -> np.ndarray:
 
 @contextlib.contextmanager
 def store_uri(kind: str, folder: Path) -> Iterator[str]:
-    """A fresh, empty store of ``kind``: a Milvus Lite file, or a Milvus server of its own."""
+    """A fresh, empty store of ``kind``: a Milvus Lite file, or a Milvus server of its own (one
+    at a time: two cannot share a host)."""
     if kind == "lite":
         yield str(folder / "bench.db")
         return
@@ -52,10 +60,12 @@ def store_uri(kind: str, folder: Path) -> Iterator[str]:
         yield server.uri
 
 
-def run(uri: str, size: int, probes_count: int = PROBES) -> dict[str, float]:
+def run(
+    uri: str, size: int, probes_count: int = PROBES, consistency: str = DEFAULT_CONSISTENCY
+) -> dict[str, float]:
     rng = np.random.default_rng(size)
     features = unit(rng.standard_normal((size, DIM)).astype(np.float32))
-    store = GalleryStore(uri, "synthetic", DIM)
+    store = GalleryStore(uri, "synthetic", DIM, consistency=consistency)
 
     start = time.perf_counter()
     for first in range(0, size, ENROLL_BATCH):
@@ -99,9 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--probes", type=int, default=PROBES)
-    parser.add_argument(
-        "--stores", nargs="+", choices=["lite", "server"], default=["lite", "server"]
-    )
+    parser.add_argument("--stores", nargs="+", choices=list(STORES), default=list(STORES))
     args = parser.parse_args()
     print(
         "| enrolled | store | bulk enroll faces/s | one-face enroll median ms | search median ms | "
@@ -110,9 +118,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         for kind in args.stores:
+            name, consistency = STORES[kind]
             with tempfile.TemporaryDirectory() as folder, store_uri(kind, Path(folder)) as uri:
-                r = run(uri, size, args.probes)
-            name = "Milvus Lite" if kind == "lite" else "Milvus server"
+                r = run(uri, size, args.probes, consistency)
             print(
                 f"| {r['size']:,} | {name} | {r['bulk_faces_per_s']:,.0f} | "
                 f"{r['single_enroll_ms']:.1f} | "

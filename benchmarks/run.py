@@ -169,7 +169,7 @@ class InProcess:
     """Our pipeline and engine without HTTP (the code the runner runs, minus its batching)."""
 
     def __init__(self, engine) -> None:
-        from face_api.pipeline import EngineBackend, FacePipeline
+        from face_api.pipeline.analysis import EngineBackend, FacePipeline
 
         self.pipeline = FacePipeline(
             EngineBackend(engine), det_size=640, crop_size=engine.crop_size, max_pixels=40_000_000
@@ -177,8 +177,8 @@ class InProcess:
         self.loop = asyncio.new_event_loop()
 
     def _analyze(self, photo: Photo, max_faces: int, embed: bool):
-        from face_api.faces import DetectSortType
-        from face_api.timing import Timings
+        from face_api.ops.timing import Timings
+        from face_api.pipeline.faces import DetectSortType
 
         work = self.pipeline.analyze(
             [("image", photo.data)], max_faces, DetectSortType.AREA, embed, Timings()
@@ -192,7 +192,7 @@ class InProcess:
         return len(self._analyze(photo, max_faces, embed=True).faces)
 
     def embed_crop(self, crop: Photo) -> int:
-        from face_api.timing import Timings
+        from face_api.ops.timing import Timings
 
         work = self.pipeline.embed_crops([("image", crop.data)], Timings())
         return len(self.loop.run_until_complete(work))
@@ -424,8 +424,8 @@ def machine_description(providers: list[str]) -> str:
 
 def aligned_crops(photos: list[Photo], engine) -> list[Photo]:
     """PNG crops of each photo's largest face, aligned exactly as the service aligns them."""
-    from face_api.faces import DetectSortType, align_faces, letterbox, select_faces
-    from face_api.faces import to_image_coordinates as to_image
+    from face_api.pipeline.faces import DetectSortType, align_faces, letterbox, select_faces
+    from face_api.pipeline.faces import to_image_coordinates as to_image
 
     crops = []
     for photo in photos:
@@ -441,9 +441,9 @@ def aligned_crops(photos: list[Photo], engine) -> list[Photo]:
 def run(args: argparse.Namespace) -> str:
     os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="face-bench-"))
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
-    from face_api.packs import PackNotInStoreError, get_pack, import_pack
-    from face_api.settings import Settings
-    from runners.engine import FaceEngine
+    from face_api.inference.engine import FaceEngine
+    from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack
+    from face_api.ops.settings import Settings
     from tests.server import start_server
 
     pack = args.pack_dir.name

@@ -1,4 +1,5 @@
-"""Pure parts of the face API: settings, schemas, image decoding, face geometry, features."""
+"""The face API: the HTTP edge (`http`), galleries (`galleries`), the face pipeline (`pipeline`),
+the models (`inference`) and what they all use (`ops`); imports flow in that order."""
 
 from __future__ import annotations
 

@@ -16,11 +16,11 @@ import bentoml
 import numpy as np
 from bentoml.validators import DType
 
-from face_api.galleries import GalleryError, GalleryStore, is_connection_failure
-from face_api.settings import get_settings
-from face_api.startup import start_worker
+from face_api.galleries.store import GalleryError, GalleryStore, is_connection_failure
+from face_api.ops.settings import get_settings
+from face_api.ops.startup import start_worker
 
-log = logging.getLogger("face_api.galleries")
+log = logging.getLogger("face_api.galleries.store")
 settings = get_settings()
 Features = Annotated[np.ndarray, DType("float32")]
 
@@ -55,6 +55,7 @@ class GalleryStoreService:
                 settings.gallery_token,
                 connect_timeout_s=settings.request_timeout_s,
                 metadata_max_bytes=settings.gallery_metadata_max_bytes,
+                consistency=settings.gallery_consistency,
             )
             log.info("galleries opened (%s)", "Milvus server" if settings.gallery_uri else uri)
         return self._stores[key]

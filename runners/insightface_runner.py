@@ -1,11 +1,11 @@
 """The BentoML service that owns the models and the face pipeline (one worker per GPU).
 
 A request reaches it once: ``analyze`` takes the encoded images as the client sent them and
-answers every image's faces and embeddings (decode, letterbox, detect, select, align, embed,
-``face_api/pipeline.py``); ``embed_crops`` takes already aligned crops. Concurrent requests share
-forward passes through ``ContinuousBatcher`` (see runners/batching.py for why not BentoML's
-``batchable``); the rows of every pass are counted in the ``face_runner_batch_rows`` histogram
-on ``/metrics``.
+answers every image's faces and embeddings (decode, letterbox, detect, select, align, embed:
+``face_api/pipeline/analysis.py``); ``embed_crops`` takes already aligned crops. Concurrent
+requests share forward passes through ``ContinuousBatcher`` (``face_api/inference/batching.py``
+says why not BentoML's ``batchable``); the rows of every pass are counted in the
+``face_runner_batch_rows`` histogram on ``/metrics``.
 
 A client's bad input is answered as ``{"error": {...}}`` (an exception raised here would reach
 the API as an opaque 500); every answer carries the runner's stage timings.
@@ -26,16 +26,16 @@ import numpy as np
 from bentoml.models import BentoModel
 from pydantic import BaseModel, ConfigDict
 
-from face_api import environment
-from face_api.errors import RequestError
-from face_api.faces import DetectSortType
-from face_api.packs import get_pack, pack_tag
-from face_api.pipeline import Analysis, FacePipeline
-from face_api.settings import get_settings
-from face_api.startup import refuse_to_start, start_worker
-from face_api.timing import Timings, since_ms
-from runners.batching import ContinuousBatcher
-from runners.engine import DeviceUnavailableError, FaceEngine, ModelPackError
+from face_api.inference.batching import ContinuousBatcher
+from face_api.inference.engine import DeviceUnavailableError, FaceEngine, ModelPackError
+from face_api.inference.packs import get_pack, pack_tag
+from face_api.ops import environment
+from face_api.ops.settings import get_settings
+from face_api.ops.startup import refuse_to_start, start_worker
+from face_api.ops.timing import Timings, since_ms
+from face_api.pipeline.analysis import Analysis, FacePipeline
+from face_api.pipeline.errors import RequestError
+from face_api.pipeline.faces import DetectSortType
 
 log = logging.getLogger("face_api.runner")
 settings = get_settings()

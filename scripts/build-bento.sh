@@ -10,7 +10,7 @@ export BENTOML_HOME="${BENTOML_HOME:-$PWD/bentoml_home}" BENTOML_DO_NOT_TRACK=Tr
 pack="${FACE_MODEL:-buffalo_sc_int8}"
 export FACE_MODEL="$pack"
 if [ -d "../shared/models/$pack" ]; then
-    .venv/bin/python -m face_api.packs import "../shared/models/$pack" --name "$pack" --if-missing
+    .venv/bin/python -m face_api.inference.packs import "../shared/models/$pack" --name "$pack" --if-missing
 fi
 bentofile="$(mktemp --suffix=.yaml)"
 trap 'rm -f "$bentofile"' EXIT

@@ -21,7 +21,7 @@ if [ -d "../shared/models/$pack" ]; then
 else
     source_="$pack"                           # fetched with insightface's downloader
 fi
-.venv/bin/python -m face_api.packs import "$source_" --name "$pack" --if-missing
+.venv/bin/python -m face_api.inference.packs import "$source_" --name "$pack" --if-missing
 
 # Without keys, a demo key kept in .face-api-key (made once, readable by you only).
 if [ -z "${FACE_API_KEYS:-}${FACE_API_KEYS_FILE:-}" ] && [ "${FACE_API_AUTH:-on}" != "off" ]; then

@@ -24,7 +24,7 @@ def b64(path: Path) -> str:
 
 
 def _import_default_pack() -> None:
-    from face_api.packs import PackNotInStoreError, get_pack, import_pack
+    from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack
 
     try:
         get_pack(DEFAULT_PACK)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from face_api.packs import sha256_of
+from face_api.inference.packs import sha256_of
 from tests.conftest import b64
 from tests.paths import DEFAULT_PACK, DEFAULT_PACK_DIR, IDENTITIES, ROOT
 from tests.server import start_server
@@ -141,7 +141,12 @@ def test_dockerfile_uses_the_declared_base_image(built):
 def test_bento_carries_source_but_no_tests_or_benchmarks(built):
     src = built["path"] / "src"
     files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
-    assert {"service.py", "runners/insightface_runner.py", "face_api/pipeline.py"} <= files
+    assert {
+        "service.py",
+        "runners/insightface_runner.py",
+        "face_api/pipeline/analysis.py",
+        "face_api/inference/engine.py",
+    } <= files
     assert not [f for f in files if f.startswith(("tests/", "benchmarks/")) or "__pycache__" in f]
 
 

@@ -19,7 +19,7 @@ A, B = IDENTITIES[0], IDENTITIES[1]
 @pytest.fixture(scope="module")
 def crop_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An aligned 112x112 crop of A's face, as a PNG file."""
-    from face_api.faces import align_faces
+    from face_api.pipeline.faces import align_faces
     from tests.e2e.inprocess import detect_unrounded
 
     crop = align_faces(cv2.imread(str(A)), detect_unrounded(A)[np.newaxis], 112)[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from face_api.environment import installed_versions
+from face_api.ops.environment import installed_versions
 from tests.server import API_KEY, run_until_exit, start_server
 
 pytestmark = pytest.mark.e2e

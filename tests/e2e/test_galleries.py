@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from face_api.features import encode_feature
+from face_api.pipeline.features import encode_feature
 from tests.conftest import b64
 from tests.milvus_server import MilvusServer, running_milvus
 from tests.paths import IDENTITIES, identity_of
@@ -440,3 +440,31 @@ def test_a_milvus_server_down_is_503_and_back_loses_nothing(tmp_path, imported_p
         assert back.status_code == 200, answers
         assert all(status == 503 and took <= deadline_s + 2 for status, took in answers[:-1])
         assert back.json()["results"][0]["matches"][0]["faceId"] == face_id
+
+
+def test_two_deployments_on_one_milvus_see_each_others_writes_at_once(tmp_path, milvus):
+    """Several deployments sharing a Milvus server or cluster (README): with Strong reads, a face
+    enrolled through one is found by the next search through the other, and a delete through the
+    other is seen by the next listing through the first."""
+    env = {
+        "FACE_API_KEYS": API_KEY,
+        "FACE_GALLERY_URI": milvus.uri,
+        "FACE_GALLERY_CONSISTENCY": "Strong",
+    }
+    features = np.random.default_rng(3).standard_normal((5, 512)).astype(np.float32)
+    headers = {"x-api-key": API_KEY}
+    with (
+        start_server(tmp_path / "a.log", env) as a,
+        start_server(tmp_path / "b.log", env) as b,
+        httpx.Client(base_url=a.url, headers=headers, timeout=60) as first,
+        httpx.Client(base_url=b.url, headers=headers, timeout=60) as second,
+    ):
+        for i, feature in enumerate(features):
+            body = {"subject": f"s{i}", "feature": encode_feature(feature)}
+            enrolled = first.post("/v1/galleries/shared/faces", json=body).json()
+            face_id = enrolled["faces"][0]["faceId"]
+            probe = {"feature": encode_feature(feature), "maxResults": 1}
+            found = second.post("/v1/galleries/shared/search", json=probe).json()
+            assert found["results"][0]["matches"][0]["faceId"] == face_id
+            assert second.delete(f"/v1/galleries/shared/faces/{face_id}").json() == {"deleted": 1}
+            assert first.get("/v1/galleries/shared/faces").json()["total"] == 0

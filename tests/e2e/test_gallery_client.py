@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from face_api.client import FaceApiError, GalleryClient
-from face_api.features import encode_feature
-from face_api.gallery_schemas import EnrollResponse, SearchResponse, VerifyResponse
+from face_api.galleries.client import FaceApiError, GalleryClient
+from face_api.galleries.schemas import EnrollResponse, SearchResponse, VerifyResponse
+from face_api.pipeline.features import encode_feature
 from tests.paths import IDENTITIES
 from tests.server import API_KEY
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from face_api.packs import sha256_of
+from face_api.inference.packs import sha256_of
 from tests.paths import DEFAULT_PACK, DEFAULT_PACK_DIR
 
 pytestmark = pytest.mark.e2e

@@ -31,7 +31,7 @@ def test_missing_pack_refuses_to_start_and_says_how_to_import(tmp_path, imported
         tmp_path / "serve.log", {"FACE_API_KEYS": "k", "FACE_MODEL": "not_imported"}
     )
     assert code not in (0, -1)
-    assert "not_imported" in log and "python -m face_api.packs import" in log
+    assert "not_imported" in log and "python -m face_api.inference.packs import" in log
 
 
 def test_auto_falls_back_to_cpu_loudly_and_logs_the_providers_in_use(server):

@@ -13,11 +13,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from face_api.faces import DetectSortType
-from face_api.pipeline import EngineBackend, FacePipeline
-from face_api.settings import Settings
-from face_api.timing import Timings
-from runners.engine import FaceEngine
+from face_api.inference.engine import FaceEngine
+from face_api.ops.settings import Settings
+from face_api.ops.timing import Timings
+from face_api.pipeline.analysis import EngineBackend, FacePipeline
+from face_api.pipeline.faces import DetectSortType
 from tests.paths import CROWD, DEFAULT_PACK_DIR, IDENTITIES
 
 pytestmark = [

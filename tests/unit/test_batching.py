@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from runners.batching import ContinuousBatcher
+from face_api.inference.batching import ContinuousBatcher
 
 
 def test_lone_request_runs_at_once():
@@ -72,7 +72,7 @@ def test_a_failing_pass_fails_its_callers_and_the_next_pass_still_runs():
 
 
 def test_callers_learn_how_long_they_queued_and_how_long_their_pass_ran():
-    from face_api.timing import Timings
+    from face_api.ops.timing import Timings
 
     gate = threading.Event()
 

@@ -7,8 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from face_api.settings import Settings
-from runners.engine import (
+from face_api.inference.engine import (
     CPU,
     CUDA,
     DeviceUnavailableError,
@@ -17,6 +16,7 @@ from runners.engine import (
     requested_providers,
     session_options,
 )
+from face_api.ops.settings import Settings
 from tests.paths import DEFAULT_PACK_DIR
 
 SPIN = "session.intra_op.allow_spinning"
@@ -46,7 +46,7 @@ def test_cuda_provider_gets_the_settings_options():
 
 
 def test_batch_buckets_are_powers_of_two_up_to_the_largest():
-    from runners.detector import batch_buckets, bucket_for
+    from face_api.inference.detector import batch_buckets, bucket_for
 
     assert batch_buckets(64) == [1, 2, 4, 8, 16, 32, 64]
     assert batch_buckets(48) == [1, 2, 4, 8, 16, 32, 48]
@@ -100,7 +100,7 @@ def test_cuda_settings_choose_the_batched_detector_path_on_cpu_too():
 def test_detect_answers_each_canvas_its_own_faces(engine):
     import insightface
 
-    from face_api.faces import letterbox
+    from face_api.pipeline.faces import letterbox
 
     t1 = letterbox(insightface.data.get_image("t1"), 640).canvas
     blank = np.zeros_like(t1)
@@ -124,7 +124,7 @@ def test_openvino_recognizer_gives_onnxruntimes_embeddings(engine):
     """Real aligned faces: OpenVINO (f32) and ONNX Runtime agree to cosine 0.9999."""
     import insightface
 
-    from face_api.faces import align_faces, letterbox, to_image_coordinates
+    from face_api.pipeline.faces import align_faces, letterbox, to_image_coordinates
 
     onnxruntime_engine = FaceEngine(
         DEFAULT_PACK_DIR, Settings(device="cpu", cpu_recognizer="onnxruntime")

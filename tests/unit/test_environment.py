@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from face_api.environment import conflicts, installed_versions, repair_command, report
+from face_api.ops.environment import conflicts, installed_versions, repair_command, report
 
 
 def test_this_environment_has_one_onnx_runtime_and_one_opencv():

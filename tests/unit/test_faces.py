@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from face_api.faces import (
+from face_api.http.results import detect_result, no_face, whole_crop
+from face_api.pipeline.faces import (
     DETECTION_WIDTH,
     DetectSortType,
     align_faces,
@@ -13,7 +14,6 @@ from face_api.faces import (
     select_faces,
     to_image_coordinates,
 )
-from face_api.responses import detect_result, no_face, whole_crop
 
 
 def face(x1, y1, x2, y2, score) -> np.ndarray:
@@ -67,7 +67,7 @@ def test_letterbox_matches_insightface_scaling_and_maps_back():
 
 
 def test_clipped_boxes_keep_landmarks():
-    from face_api.faces import clip_boxes
+    from face_api.pipeline.faces import clip_boxes
 
     row = face(-20, -10, 50, 60, 0.9)
     clipped = clip_boxes(row[np.newaxis], (40, 45, 3))[0]
@@ -102,7 +102,7 @@ def test_batched_alignment_equals_insightfaces_norm_crop():
     import insightface
     from insightface.utils import face_align
 
-    from face_api.faces import alignment_transforms
+    from face_api.pipeline.faces import alignment_transforms
 
     rng = np.random.default_rng(3)
     template = face_align.arcface_dst

@@ -7,8 +7,9 @@ import base64
 import numpy as np
 import pytest
 
-from face_api.errors import RequestError
-from face_api.features import cosine, decode_feature, encode_feature, feature_score, normalize
+from face_api.inference.vectors import normalize
+from face_api.pipeline.errors import RequestError
+from face_api.pipeline.features import cosine, decode_feature, encode_feature, feature_score
 
 
 def unit(seed: int, size: int = 512) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from face_api.galleries import (
+from face_api.galleries.store import (
     GalleryError,
     GalleryStore,
     IncompatibleFeatureError,
@@ -155,7 +155,7 @@ def test_connecting_waits_for_a_server_that_is_not_listening_yet(flaky_milvus):
     import grpc
     from pymilvus.client.types import Status
 
-    from face_api.galleries import _connect
+    from face_api.galleries.store import _connect
 
     for code in (Status.CONNECT_FAILED, grpc.StatusCode.UNAVAILABLE):
         flaky_milvus.attempts, flaky_milvus.failures, flaky_milvus.code = 0, 3, code
@@ -169,7 +169,7 @@ def test_connecting_gives_up_at_the_deadline_and_on_other_errors(flaky_milvus):
     from pymilvus import MilvusException
     from pymilvus.client.types import Status
 
-    from face_api.galleries import _connect
+    from face_api.galleries.store import _connect
 
     flaky_milvus.failures, flaky_milvus.code = 10**6, Status.CONNECT_FAILED
     started = time.monotonic()

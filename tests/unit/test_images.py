@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from face_api.errors import RequestError
-from face_api.images import decode_base64, decode_image
+from face_api.pipeline.errors import RequestError
+from face_api.pipeline.images import decode_base64, decode_image
 from tests.paths import IDENTITIES
 
 PHOTO = IDENTITIES[0].read_bytes()

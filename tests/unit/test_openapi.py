@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from face_api.openapi import POST_ERRORS, contract_openapi
+from face_api.http.openapi import POST_ERRORS, contract_openapi
 
 BENTOML_SPEC = {
     "openapi": "3.0.2",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from face_api.packs import PackNotInStoreError, get_pack, import_pack, main, sha256_of
+from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack, main, sha256_of
 from tests.paths import MODELS
 
 
@@ -29,7 +29,7 @@ def test_imported_pack_records_every_file_sha256():
 
 
 def test_missing_pack_says_how_to_import_it():
-    with pytest.raises(PackNotInStoreError, match="python -m face_api.packs import"):
+    with pytest.raises(PackNotInStoreError, match="python -m face_api.inference.packs import"):
         get_pack("never_imported_pack")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from face_api.schemas import (
+from face_api.http.schemas import (
     DetectReqBody,
     EmbeddingsResponse,
     FeatureResponse,

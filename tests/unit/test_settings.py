@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from face_api.settings import Settings
+from face_api.ops.settings import Settings
 
 
 def test_keys_from_list_and_file(tmp_path, monkeypatch):
@@ -49,7 +49,7 @@ def test_unknown_device_is_rejected(monkeypatch):
     [(1, 1, 32), (2, 1, 64), (8, 2, 128), (16, 4, 128), (64, 16, 128)],
 )
 def test_workers_and_in_flight_limit_follow_the_cpus(monkeypatch, cpus, workers, in_flight):
-    import face_api.settings as settings_module
+    import face_api.ops.settings as settings_module
 
     for name in ("FACE_API_WORKERS", "FACE_MAX_CONCURRENCY", "FACE_IMAGE_THREADS"):
         monkeypatch.delenv(name, raising=False)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, StrictBool
 
-from face_api.schemas import MAX_RESULTS_LIMIT, DetectResult, RequestInt, WireModel
+from face_api.http.schemas import MAX_RESULTS_LIMIT, DetectResult, RequestInt, WireModel
 
 Subject = Field(min_length=1, max_length=256, description="the enrolled person's name or id")
 Image = Field(None, description="base64 encoded image; give either image or feature")

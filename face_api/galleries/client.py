@@ -4,7 +4,7 @@ BentoML's own client (``bentoml.SyncHTTPClient``) has a method for every native 
 face API, but the gallery routes carry the gallery's name in their path, which it cannot fill
 in. This client covers every gallery operation and answers the service's own response models::
 
-    from face_api.client import GalleryClient
+    from face_api.galleries.client import GalleryClient
 
     with GalleryClient("http://127.0.0.1:3000", api_key="...") as galleries:
         face = galleries.enroll("staff", "yuke", image=Path("yuke_100.jpg")).faces[0]
@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from face_api.gallery_schemas import (
+from face_api.galleries.schemas import (
     Deleted,
     EnrollResponse,
     FacePage,

@@ -15,11 +15,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.routing import APIRoute
 
-from face_api.answers import BACKEND_ERRORS, StatusError, answer
-from face_api.errors import RequestError
-from face_api.faces import DetectSortType
-from face_api.features import decode_feature
-from face_api.gallery_schemas import (
+from face_api.galleries.schemas import (
     Deleted,
     EnrolledFace,
     EnrollReqBody,
@@ -37,11 +33,15 @@ from face_api.gallery_schemas import (
     VerifyReqBody,
     VerifyResponse,
 )
-from face_api.images import decode_base64
-from face_api.responses import detect_result
-from face_api.runner_client import RunnerClient
-from face_api.schemas import ErrorMessage
-from face_api.settings import get_settings
+from face_api.http.handling import BACKEND_ERRORS, StatusError, handled
+from face_api.http.results import detect_result
+from face_api.http.runner_client import RunnerClient
+from face_api.http.schemas import ErrorMessage
+from face_api.ops.settings import get_settings
+from face_api.pipeline.errors import RequestError
+from face_api.pipeline.faces import DetectSortType
+from face_api.pipeline.features import decode_feature
+from face_api.pipeline.images import decode_base64
 
 PAGE_LIMIT = 1000
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -106,11 +106,6 @@ async def _probes(
     return found.embeddings, [detect_result(f, shape) for f in found.faces]
 
 
-async def _guard(work: Any) -> Any:
-    """The contract's answer, with the same deadline as every other request."""
-    return await answer(work, get_settings().request_timeout_s)
-
-
 # -- enroll, search, verify -----------------------------------------------------------------------
 async def _enroll(svc: GalleryHost, gallery: str, body: EnrollReqBody, image: Any) -> Any:
     features, detects = await _probes(svc, image, body.feature, body.all_faces, body.max_results)
@@ -164,21 +159,24 @@ async def _verify(svc: GalleryHost, gallery: str, body: VerifyReqBody, image: An
 
 
 @router.post("/galleries/{gallery}/faces", response_model=EnrollResponse)
+@handled
 async def enroll(gallery: str, body: EnrollReqBody, svc: Host) -> Any:
     """Enrolls the image's largest face (or all, with allFaces), or a feature, as `subject`."""
-    return await _guard(_enroll(svc, gallery, body, body.image))
+    return await _enroll(svc, gallery, body, body.image)
 
 
 @router.post("/galleries/{gallery}/search", response_model=SearchResponse)
+@handled
 async def search(gallery: str, body: SearchReqBody, svc: Host) -> Any:
     """The gallery's closest faces to the image's largest face (or each face), or a feature."""
-    return await _guard(_search(svc, gallery, body, body.image))
+    return await _search(svc, gallery, body, body.image)
 
 
 @router.post("/galleries/{gallery}/verify", response_model=VerifyResponse)
+@handled
 async def verify(gallery: str, body: VerifyReqBody, svc: Host) -> Any:
     """Whether the image's largest face (or a feature) is `subject`: the best score and match."""
-    return await _guard(_verify(svc, gallery, body, body.image))
+    return await _verify(svc, gallery, body, body.image)
 
 
 # -- multipart twins ------------------------------------------------------------------------------
@@ -195,6 +193,7 @@ def _metadata_form(text: str | None) -> dict[str, Any] | None:
 
 
 @router.post("/file/galleries/{gallery}/faces", response_model=EnrollResponse)
+@handled
 async def file_enroll(
     gallery: str,
     svc: Host,
@@ -205,20 +204,17 @@ async def file_enroll(
     maxResults: Annotated[int, Form(ge=1, le=1000)] = 128,  # noqa: N803
 ) -> Any:
     """The multipart twin of POST /v1/galleries/{gallery}/faces."""
-
-    async def work() -> Any:
-        body = EnrollReqBody(
-            subject=subject,
-            metadata=_metadata_form(metadata),
-            all_faces=allFaces,
-            max_results=maxResults,
-        )
-        return await _enroll(svc, gallery, body, await image.read())
-
-    return await _guard(work())
+    body = EnrollReqBody(
+        subject=subject,
+        metadata=_metadata_form(metadata),
+        all_faces=allFaces,
+        max_results=maxResults,
+    )
+    return await _enroll(svc, gallery, body, await image.read())
 
 
 @router.post("/file/galleries/{gallery}/search", response_model=SearchResponse)
+@handled
 async def file_search(
     gallery: str,
     svc: Host,
@@ -232,14 +228,11 @@ async def file_search(
     body = SearchReqBody(
         max_results=maxResults, threshold=threshold, all_faces=allFaces, max_faces=maxFaces
     )
-
-    async def work() -> Any:
-        return await _search(svc, gallery, body, await image.read())
-
-    return await _guard(work())
+    return await _search(svc, gallery, body, await image.read())
 
 
 @router.post("/file/galleries/{gallery}/verify", response_model=VerifyResponse)
+@handled
 async def file_verify(
     gallery: str,
     svc: Host,
@@ -247,12 +240,7 @@ async def file_verify(
     subject: Annotated[str, Form(min_length=1, max_length=256)],
 ) -> Any:
     """The multipart twin of POST /v1/galleries/{gallery}/verify."""
-    body = VerifyReqBody(subject=subject)
-
-    async def work() -> Any:
-        return await _verify(svc, gallery, body, await image.read())
-
-    return await _guard(work())
+    return await _verify(svc, gallery, VerifyReqBody(subject=subject), await image.read())
 
 
 # -- listing and deleting -------------------------------------------------------------------------
@@ -261,38 +249,29 @@ Limit = Annotated[int, Query(ge=1, le=PAGE_LIMIT)]
 
 
 @router.get("/galleries", response_model=GalleryList)
+@handled
 async def list_galleries(svc: Host) -> Any:
     """Every gallery: its model pack, embedding size and number of faces."""
-
-    async def work() -> Any:
-        found = await _call(svc, "galleries")
-        entries = [
-            GalleryEntry(
-                name=g["name"],
-                model_name=g["pack"],
-                embedding_size=g["dimension"],
-                faces=g["faces"],
-            )
-            for g in found
-        ]
-        return GalleryList(galleries=entries)
-
-    return await _guard(work())
+    entries = [
+        GalleryEntry(
+            name=g["name"], model_name=g["pack"], embedding_size=g["dimension"], faces=g["faces"]
+        )
+        for g in await _call(svc, "galleries")
+    ]
+    return GalleryList(galleries=entries)
 
 
 @router.get("/galleries/{gallery}/subjects", response_model=SubjectPage)
+@handled
 async def list_subjects(gallery: str, svc: Host, offset: Offset = 0, limit: Limit = 100) -> Any:
     """A page of the gallery's subjects, in name order, with their numbers of faces."""
-
-    async def work() -> Any:
-        page = await _call(svc, "subjects", gallery=gallery, offset=offset, limit=limit)
-        subjects = [SubjectEntry(**s) for s in page["subjects"]]
-        return SubjectPage(subjects=subjects, total=page["total"], offset=offset, limit=limit)
-
-    return await _guard(work())
+    page = await _call(svc, "subjects", gallery=gallery, offset=offset, limit=limit)
+    subjects = [SubjectEntry(**s) for s in page["subjects"]]
+    return SubjectPage(subjects=subjects, total=page["total"], offset=offset, limit=limit)
 
 
 @router.get("/galleries/{gallery}/faces", response_model=FacePage)
+@handled
 async def list_faces(
     gallery: str,
     svc: Host,
@@ -301,42 +280,27 @@ async def list_faces(
     limit: Limit = 100,
 ) -> Any:
     """A page of the gallery's faces (optionally one subject's), by subject then face id."""
-
-    async def work() -> Any:
-        page = await _call(
-            svc, "faces", gallery=gallery, offset=offset, limit=limit, subject=subject
-        )
-        faces = [FaceEntry(**f) for f in page["faces"]]
-        return FacePage(faces=faces, total=page["total"], offset=offset, limit=limit)
-
-    return await _guard(work())
+    page = await _call(svc, "faces", gallery=gallery, offset=offset, limit=limit, subject=subject)
+    faces = [FaceEntry(**f) for f in page["faces"]]
+    return FacePage(faces=faces, total=page["total"], offset=offset, limit=limit)
 
 
 @router.delete("/galleries/{gallery}/faces/{face_id}", response_model=Deleted)
+@handled
 async def delete_face(gallery: str, face_id: str, svc: Host) -> Any:
     """Deletes one face."""
-
-    async def work() -> Any:
-        return Deleted(deleted=await _call(svc, "delete_face", gallery=gallery, face_id=face_id))
-
-    return await _guard(work())
+    return Deleted(deleted=await _call(svc, "delete_face", gallery=gallery, face_id=face_id))
 
 
 @router.delete("/galleries/{gallery}/subjects/{subject}", response_model=Deleted)
+@handled
 async def delete_subject(gallery: str, subject: str, svc: Host) -> Any:
     """Deletes every face of a subject."""
-
-    async def work() -> Any:
-        return Deleted(deleted=await _call(svc, "delete_subject", gallery=gallery, subject=subject))
-
-    return await _guard(work())
+    return Deleted(deleted=await _call(svc, "delete_subject", gallery=gallery, subject=subject))
 
 
 @router.delete("/galleries/{gallery}", response_model=Deleted)
+@handled
 async def delete_gallery(gallery: str, svc: Host) -> Any:
     """Deletes a gallery and all its faces."""
-
-    async def work() -> Any:
-        return Deleted(deleted=await _call(svc, "delete_gallery", gallery=gallery))
-
-    return await _guard(work())
+    return Deleted(deleted=await _call(svc, "delete_gallery", gallery=gallery))

@@ -2,27 +2,31 @@
 
 One place for what every endpoint does on failure, the reference's POSTs in ``service.py`` and
 the galleries' routes alike: a deadline (503), invalid input (422 naming the field), a backend
-that is down (503 with ``Retry-After``), never a 500 or a hang.
+that is down (503 with ``Retry-After``), never a 500 or a hang. An endpoint gets all of it by
+being declared ``@handled``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
 
 import aiohttp
 import bentoml
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from face_api.errors import RequestError
-from face_api.timing import request_timings, since_ms
+from face_api.ops.settings import get_settings
+from face_api.ops.timing import request_timings, since_ms
+from face_api.pipeline.errors import RequestError
 
 log = logging.getLogger("face_api")
 T = TypeVar("T")
+P = ParamSpec("P")
 RETRY_AFTER_S = "1"
 # What a call to another BentoML service raises when that service is down or restarting.
 BACKEND_ERRORS = (bentoml.exceptions.BentoMLException, aiohttp.ClientError, OSError)
@@ -77,3 +81,17 @@ async def answer(work: Awaitable[T], timeout_s: int) -> T | JSONResponse:
         return unavailable(f"inference backend unavailable ({type(exc).__name__})")
     finally:
         timings.handler_ended = time.perf_counter()
+
+
+def handled(endpoint: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T | JSONResponse]]:
+    """The endpoint's result within the request deadline, or the contract's error response.
+
+    Its signature and annotations stay the endpoint's own (``functools.wraps``), so BentoML and
+    FastAPI read the request schema from it as if it were undecorated.
+    """
+
+    @functools.wraps(endpoint)
+    async def contract_endpoint(*args: P.args, **kwargs: P.kwargs) -> T | JSONResponse:
+        return await answer(endpoint(*args, **kwargs), get_settings().request_timeout_s)
+
+    return contract_endpoint

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from face_api.errors import RequestError
+from face_api.pipeline.errors import RequestError
 
 # Pillow is only used to read the header (size, format) before OpenCV decodes; its own bomb check
 # is replaced by ours so that the limit is a setting and the answer a clean 422.

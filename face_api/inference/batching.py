@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from face_api.timing import Timings
+from face_api.ops.timing import Timings
 
 log = logging.getLogger("face_api.runner")
 

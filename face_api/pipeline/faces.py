@@ -14,7 +14,7 @@ import numpy as np
 from insightface.utils import face_align
 
 # The row format, as the detector writes it.
-from runners.detector import DETECTION_WIDTH as DETECTION_WIDTH
+from face_api.inference.detector import DETECTION_WIDTH as DETECTION_WIDTH
 
 # insightface's norm_crop calls scikit-image's deprecated SimilarityTransform.estimate; the warning
 # says nothing to an operator and would be printed by every worker.

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from contextvars import ContextVar
 from typing import NoReturn
 
 log = logging.getLogger("face_api")
@@ -46,12 +47,14 @@ def enable_service_logging() -> None:
         access.addFilter(RequestIdLogFilter())
 
 
+# The id of the request being served (set by the HTTP edge's ``RequestIdMiddleware``).
+request_id: ContextVar[str | None] = ContextVar("face_api_request_id", default=None)
+
+
 class RequestIdLogFilter(logging.Filter):
     """Adds the request's ``x-request-id`` to BentoML's access log line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from face_api.middleware import request_id
-
         value = request_id.get()
         if value is not None and isinstance(record.args, tuple):
             record.msg = f"{record.msg} (request_id=%s)"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from face_api.faces import landmarks_of
-from face_api.schemas import BoundingBox, DetectResult, Landmark
+from face_api.http.schemas import BoundingBox, DetectResult, Landmark
+from face_api.pipeline.faces import landmarks_of
 
 
 def _clip_round(values: np.ndarray, upper: float) -> list[int]:

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_MODEL_PACK = "buffalo_sc_int8"
 # A Milvus server refuses JSON fields over 64 KiB; the default cap keeps well under it.
 GALLERY_METADATA_MAX_BYTES = 16 * 1024
+GalleryConsistency = Literal["Session", "Strong", "Bounded"]  # Milvus's read consistency levels
 
 
 def available_cpu_count() -> int:
@@ -41,8 +42,8 @@ class Settings(BaseSettings):
 
     # --- model ----------------------------------------------------------------------------
     model: str = DEFAULT_MODEL_PACK
-    # Where `python -m face_api.packs import NAME` fetches NAME.zip (a mirror of insightface's
-    # model-zoo release); unset: insightface's own release URL.
+    # Where `python -m face_api.inference.packs import NAME` fetches NAME.zip (a mirror of
+    # insightface's model-zoo release); unset: insightface's own release URL.
     pack_download_url: str | None = None
     device: Literal["auto", "cuda", "cpu"] = "auto"
     det_size: int = Field(640, ge=64, le=2048, multiple_of=32)
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     gallery_dir: Path = Path("galleries")
     gallery_uri: str | None = None
     gallery_token: str | None = Field(default=None, repr=False)
+    # On a Milvus server: "Session" reads see every write made through this deployment; "Strong"
+    # also those of other deployments sharing the server, at once (and waits for them: slower).
+    gallery_consistency: GalleryConsistency = "Session"
     # An enrolled face's metadata, serialized as JSON (UTF-8), at most this many bytes.
     gallery_metadata_max_bytes: int = Field(GALLERY_METADATA_MAX_BYTES, ge=2, le=64 * 1024)
 

@@ -12,7 +12,6 @@ import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from contextvars import ContextVar
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -21,8 +20,9 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from face_api import timing
-from face_api.timing import SERVER_TIMING, Timings, since_ms
+from face_api.ops import timing
+from face_api.ops.startup import request_id
+from face_api.ops.timing import SERVER_TIMING, Timings, since_ms
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -140,8 +140,6 @@ REQUEST_ID = b"x-request-id"
 # A client's id is kept when it is a plain token; anything else (spaces, quotes, control
 # characters: log injection) is replaced by the server's own.
 _CLIENT_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:/+=@-]{1,128}$")
-# The id of the request being served, for the access log line (``startup.RequestIdLogFilter``).
-request_id: ContextVar[str | None] = ContextVar("face_api_request_id", default=None)
 
 
 def _trace_id() -> str:
@@ -183,7 +181,7 @@ class RequestIdMiddleware:
 
 class ServerTimingMiddleware:
     """A ``Server-Timing`` header on every answer to a POST under /v1/: the request's stages
-    (``face_api.timing``), ``response`` (serializing the answer) and ``total``, in ms."""
+    (``face_api.ops.timing``), ``response`` (serializing the answer) and ``total``, in ms."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

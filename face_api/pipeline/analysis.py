@@ -18,8 +18,9 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from face_api.errors import RequestError
-from face_api.faces import (
+from face_api.ops.timing import Timings
+from face_api.pipeline.errors import RequestError
+from face_api.pipeline.faces import (
     DetectSortType,
     Letterbox,
     align_faces,
@@ -28,8 +29,7 @@ from face_api.faces import (
     select_faces,
     to_image_coordinates,
 )
-from face_api.images import decode_image, header_size
-from face_api.timing import Timings
+from face_api.pipeline.images import decode_image, header_size
 
 T = TypeVar("T")
 SMALL_IMAGE_PIXELS = 256 * 256
@@ -42,9 +42,9 @@ class InferenceBackend(Protocol):
 
 
 class EngineBackend:
-    """An in-process engine (blocking ``detect``/``embed``, as ``runners.engine.FaceEngine``) as
-    an ``InferenceBackend``: the same pipeline without the runner's batching, for benchmarks and
-    tests."""
+    """An in-process engine (blocking ``detect``/``embed``, as ``inference.engine.FaceEngine``)
+    as an ``InferenceBackend``: the same pipeline without the runner's batching, for benchmarks
+    and tests."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine

@@ -17,10 +17,10 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from face_api.errors import RequestError
-from face_api.faces import DetectSortType
-from face_api.pipeline import Analysis, Image
-from face_api.timing import request_timings, since_ms
+from face_api.ops.timing import request_timings, since_ms
+from face_api.pipeline.analysis import Analysis, Image
+from face_api.pipeline.errors import RequestError
+from face_api.pipeline.faces import DetectSortType
 
 log = logging.getLogger("face_api")
 

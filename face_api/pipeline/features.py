@@ -7,16 +7,10 @@ import binascii
 
 import numpy as np
 
-from face_api.errors import RequestError
+from face_api.inference.vectors import normalize
+from face_api.pipeline.errors import RequestError
 
 _FLOAT32_LE = np.dtype("<f4")
-
-
-def normalize(embeddings: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (a zero row stays zero instead of becoming NaN)."""
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    norms = np.linalg.norm(embeddings, axis=-1, keepdims=True)
-    return embeddings / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
 def encode_feature(embedding: np.ndarray) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from face_api.middleware import PUBLIC_GET_PREFIXES, ASGIApp, Receive, Scope, Send
+from face_api.http.middleware import PUBLIC_GET_PREFIXES, ASGIApp, Receive, Scope, Send
 
 API_KEY_SCHEME = "ApiKey"
 ERROR_MESSAGE = "ErrorMessage"

@@ -2,8 +2,8 @@
 
 Built from insightface's own model classes (``SCRFD``, ``ArcFaceONNX`` via ``model_zoo.get_model``),
 so preprocessing, anchor decoding and NMS are insightface's; the detector runs whole batches
-(``runners/detector.py``). ``runners/service.py``
-wraps this in a BentoML service; the benchmarks call it in process.
+(``detector.py``). ``runners/insightface_runner.py`` wraps this in a BentoML service; the
+benchmarks call it in process.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from insightface.model_zoo import model_zoo
 from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 from insightface.model_zoo.scrfd import SCRFD
 
-from face_api import environment
-from face_api.features import normalize
-from face_api.settings import Settings
-from runners.detector import BatchedDetector, batch_buckets, bucket_for
+from face_api.inference.detector import BatchedDetector, batch_buckets, bucket_for
+from face_api.inference.vectors import normalize
+from face_api.ops import environment
+from face_api.ops.settings import Settings
 
 log = logging.getLogger("face_api.runner")
 
@@ -141,7 +141,7 @@ class FaceEngine:
     ) -> ArcFaceONNX:
         """insightface's ArcFaceONNX on OpenVINO (CPU, when installed and asked for) or on an
         ONNX Runtime session with the engine's providers."""
-        from runners import openvino_session
+        from face_api.inference import openvino_session
 
         wants_openvino = providers == [CPU] and self.settings.cpu_recognizer == "openvino"
         if wants_openvino and openvino_session.available():

@@ -1,8 +1,8 @@
 """Model packs in the BentoML model store: import a pack folder (or fetch one by name), look one up.
 
-    python -m face_api.packs import ../shared/models/buffalo_sc_int8
-    python -m face_api.packs import buffalo_l            # fetched with insightface's downloader
-    python -m face_api.packs list
+    python -m face_api.inference.packs import ../shared/models/buffalo_sc_int8
+    python -m face_api.inference.packs import buffalo_l    # fetched with insightface's downloader
+    python -m face_api.inference.packs list
 
 A pack is a folder of insightface ONNX files: an SCRFD detector and an ArcFace recognizer. The
 store keeps the files and, in the model's metadata, each file's sha256 and the match threshold.
@@ -63,7 +63,7 @@ def fetch_pack(name: str, root: Path) -> Path:
     """Download a pack by name with insightface's own downloader (its model-zoo release)."""
     from insightface.utils import storage
 
-    from face_api.settings import Settings
+    from face_api.ops.settings import Settings
 
     mirror = Settings().pack_download_url
     if mirror:
@@ -85,9 +85,9 @@ def get_pack(name: str) -> bentoml.Model:
         store = Path(BentoMLContainer.bentoml_home.get()) / "models"
         raise PackNotInStoreError(
             f"model pack {name!r} is not in the BentoML model store ({store}). Import it with:\n"
-            f"    python -m face_api.packs import /path/to/{name}\n"
+            f"    python -m face_api.inference.packs import /path/to/{name}\n"
             f"(a folder of insightface .onnx files, e.g. ../shared/models/{name}), or set "
-            f"FACE_MODEL to a pack that is there (`python -m face_api.packs list`)."
+            f"FACE_MODEL to a pack that is there (`python -m face_api.inference.packs list`)."
         ) from None
 
 
@@ -95,8 +95,8 @@ def import_pack(
     source: str, name: str | None = None, match_threshold: float | None = None
 ) -> bentoml.Model:
     """Copy a pack folder (or a pack fetched by name) into the model store, checking it loads."""
-    from face_api.settings import Settings
-    from runners.engine import FaceEngine
+    from face_api.inference.engine import FaceEngine
+    from face_api.ops.settings import Settings
 
     folder = Path(source).expanduser()
     with tempfile.TemporaryDirectory() as download_root:
@@ -134,7 +134,7 @@ def import_pack(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m face_api.packs",
+        prog="python -m face_api.inference.packs",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

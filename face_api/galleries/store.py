@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from face_api.settings import GALLERY_METADATA_MAX_BYTES
+from face_api.ops.settings import GALLERY_METADATA_MAX_BYTES, GalleryConsistency
 
-log = logging.getLogger("face_api.galleries")
+log = logging.getLogger("face_api.galleries.store")
 
 # A letter or digit first: names made only of dots (``..``, reachable as ``%2e%2e``) are refused.
 GALLERY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -32,10 +32,12 @@ SUBJECT_MAX = 256
 REGISTRY = "face_api_galleries"
 _COLLECTION_PREFIX = "gallery_"
 _QUERY_PAGE = 16384  # Milvus's largest query window
-# A Milvus server's default ("Bounded") lets a read miss writes of the last few seconds: a face
-# enrolled, then searched at once, was not found, and a deleted one was still counted. Every read
-# here sees every write before it (Milvus Lite behaves so anyway).
-STRONG = "Strong"
+# How fresh a read on a Milvus server is (Milvus Lite always sees every write). The server's own
+# default, "Bounded", let a face enrolled here go unfound by the next search, and a deleted one be
+# counted. "Session" sees every write made through this store (one per server: every enroll and
+# delete of this deployment) and cost a 10k-face search 6 ms here; "Strong" also sees other
+# clients' writes at once (several deployments on one cluster) but waited 200-400 ms a read.
+DEFAULT_CONSISTENCY: GalleryConsistency = "Session"
 _NOT_LOADED = 101  # Milvus's ErrCollectionNotLoaded
 
 
@@ -93,10 +95,12 @@ class GalleryStore:
         *,
         connect_timeout_s: float = 60.0,
         metadata_max_bytes: int = GALLERY_METADATA_MAX_BYTES,
+        consistency: GalleryConsistency = DEFAULT_CONSISTENCY,
     ) -> None:
         self.pack = pack
         self.dimension = dimension
         self.metadata_max_bytes = metadata_max_bytes
+        self.consistency = consistency
         self.client = _connect(uri, token, connect_timeout_s)
         self._ensure_registry()
         # Galleries already checked and loaded by this store: a check and a load cost a round
@@ -254,7 +258,7 @@ class GalleryStore:
         index = self.client.prepare_index_params()
         index.add_index("unused", metric_type="L2", index_type="FLAT")
         self.client.create_collection(
-            REGISTRY, schema=schema, index_params=index, consistency_level=STRONG
+            REGISTRY, schema=schema, index_params=index, consistency_level=self.consistency
         )
 
     def _registered(self, name: str) -> dict[str, Any]:
@@ -297,7 +301,7 @@ class GalleryStore:
         index = self.client.prepare_index_params()
         index.add_index("vector", metric_type="COSINE", index_type="FLAT")
         self.client.create_collection(
-            _collection(name), schema=schema, index_params=index, consistency_level=STRONG
+            _collection(name), schema=schema, index_params=index, consistency_level=self.consistency
         )
         self.client.upsert(
             REGISTRY,
@@ -353,7 +357,7 @@ class GalleryStore:
         return rows
 
     def _read(self, call: Callable[..., Any], collection: str, **kwargs: Any) -> Any:
-        """``call(collection, ...)``, a read that sees every write before it.
+        """``call(collection, ...)`` at the store's consistency level.
 
         A Milvus server that restarted serves a collection again only once it is loaded again
         (it reloads on its own, later): such a collection is loaded here and read once more.
@@ -361,13 +365,13 @@ class GalleryStore:
         from pymilvus import MilvusException
 
         try:
-            return call(collection, consistency_level=STRONG, **kwargs)
+            return call(collection, consistency_level=self.consistency, **kwargs)
         except MilvusException as exc:
             if exc.code != _NOT_LOADED and "not loaded" not in str(exc.message):
                 raise
         log.info("collection %s is not loaded on the server (restarted?); loading it", collection)
         self.client.load_collection(collection)
-        return call(collection, consistency_level=STRONG, **kwargs)
+        return call(collection, consistency_level=self.consistency, **kwargs)
 
 
 def _connect(uri: str, token: str | None, timeout_s: float) -> Any:
