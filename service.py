@@ -1,7 +1,10 @@
-"""The HTTP face of the face API: one method per /v1 path of shared/api-reference.md.
+"""The face API's BentoML service: each /v1 path of shared/api-reference.md declared once.
 
-POSTs are native BentoML APIs (so ``bentoml.SyncHTTPClient`` can call them); the GETs live in a
-small FastAPI app mounted on the same service. The models run in ``InsightFaceRunner``.
+POSTs are native BentoML APIs (so ``bentoml.SyncHTTPClient`` can call them); the GETs and the
+galleries' routes (``face_api/galleries/routes.py``) live in a FastAPI app mounted at /v1. What an
+endpoint does is ``face_api/http/face_requests.py``; ``@handled`` gives it the request deadline
+and the contract's errors. The models run in ``InsightFaceRunner``, the galleries' store in
+``GalleryStoreService`` (``runners/``). README, "How it works", draws the whole path.
 """
 
 from __future__ import annotations
@@ -232,26 +235,12 @@ class FaceAPI:
     @info_app.get("/info/server", response_model=ServerInfo)
     async def server_info(self) -> ServerInfo:
         """The server's basic version information."""
-        import insightface
-
-        info = await self.model_info()
-        return ServerInfo(
-            name=SERVICE_NAME,
-            version=__version__,
-            bentoml=bentoml.__version__,
-            insightface=insightface.__version__,
-            onnxruntime=info["onnxruntime"],
-            providers=info["providers"],
-            device=info["device"],
-            package_conflicts=info["package_conflicts"],
-            repair_command=info["repair_command"],
-        )
+        return await self.faces.server_info(SERVICE_NAME)
 
     @info_app.get("/info/model", response_model=ModelNames)
     async def model_names(self) -> ModelNames:
         """The name of the model pack being served, and all loaded packs."""
-        info = await self.model_info()
-        return ModelNames(model_name=info["pack"]["name"], models=[info["pack"]["name"]])
+        return await self.faces.model_names()
 
     @info_app.get(
         "/info/model/{model_name}",
@@ -260,23 +249,12 @@ class FaceAPI:
     )
     async def model_detail(self, model_name: str) -> Any:
         """The configuration of the named model pack."""
-        info = await self.model_info()
-        pack = info["pack"]
-        if model_name != pack["name"]:
-            return JSONResponse(
-                {"detail": f"model {model_name!r} is not loaded; loaded: [{pack['name']!r}]"}, 404
-            )
-        return {
-            "model_name": pack["name"],
-            "tag": pack["tag"],
-            "files": [{"name": n, "sha256": h} for n, h in pack["files"].items()],
-            "detector": info["detector"],
-            "recognizer": info["recognizer"],
-            "providers": info["providers"],
-            "device": info["device"],
-            "match_threshold": pack["match_threshold"],
-            "match_threshold_measured": pack["match_threshold_measured"],
-        }
+        detail = await self.faces.model_detail(model_name)
+        if detail is None:
+            loaded = (await self.faces.model_names()).model_name
+            message = f"model {model_name!r} is not loaded; loaded: [{loaded!r}]"
+            return JSONResponse({"detail": message}, 404)
+        return detail
 
 
 # Every POST route by the kind of body it takes: multipart (with its file fields) or JSON.

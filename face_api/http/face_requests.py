@@ -17,9 +17,11 @@ from face_api.http.schemas import (
     EmbeddingsResponse,
     FeatureInfoResult,
     FeatureResponse,
+    ModelNames,
     MultiEmbeddingsResponse,
     MultiFeatureResponse,
     ScoreResponse,
+    ServerInfo,
 )
 from face_api.ops.settings import get_settings
 from face_api.ops.timing import request_timings
@@ -57,6 +59,46 @@ class FaceRequests:
         """Asks the runner now: a health probe must see a live runner, not a kept answer."""
         self._info = await self.client.info()
         return self._info
+
+    # -- what the server runs ------------------------------------------------------------------
+    async def server_info(self, service_name: str) -> ServerInfo:
+        import bentoml
+        import insightface
+
+        info = await self.model_info()
+        return ServerInfo(
+            name=service_name,
+            version=__version__,
+            bentoml=bentoml.__version__,
+            insightface=insightface.__version__,
+            onnxruntime=info["onnxruntime"],
+            providers=info["providers"],
+            device=info["device"],
+            package_conflicts=info["package_conflicts"],
+            repair_command=info["repair_command"],
+        )
+
+    async def model_names(self) -> ModelNames:
+        name = (await self.model_info())["pack"]["name"]
+        return ModelNames(model_name=name, models=[name])
+
+    async def model_detail(self, model_name: str) -> dict[str, Any] | None:
+        """The pack's configuration (a ``ModelDetail``); None when ``model_name`` is not served."""
+        info = await self.model_info()
+        pack = info["pack"]
+        if model_name != pack["name"]:
+            return None
+        return {
+            "model_name": pack["name"],
+            "tag": pack["tag"],
+            "files": [{"name": n, "sha256": h} for n, h in pack["files"].items()],
+            "detector": info["detector"],
+            "recognizer": info["recognizer"],
+            "providers": info["providers"],
+            "device": info["device"],
+            "match_threshold": pack["match_threshold"],
+            "match_threshold_measured": pack["match_threshold_measured"],
+        }
 
     # -- one image, its faces ------------------------------------------------------------------
     async def detect(

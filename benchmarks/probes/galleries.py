@@ -3,10 +3,9 @@ embedded Milvus Lite and in a Milvus standalone server (started here, on this ma
 the service's default consistency (Session) and at Strong, against a brute-force numpy baseline
 (one matrix product over all features) in the same command.
 
-    .venv/bin/python -m benchmarks.galleries                  # 10k and 100k, about 10 minutes
-    .venv/bin/python -m benchmarks.galleries --sizes 1000     # quick
-    .venv/bin/python -m benchmarks.galleries --stores lite    # Milvus Lite only (or server,
-                                                              # server-strong)
+    .venv/bin/python -m benchmarks.probes.galleries                # 10k and 100k, 15 minutes
+    .venv/bin/python -m benchmarks.probes.galleries --sizes 1000   # quick
+    .venv/bin/python -m benchmarks.probes.galleries --stores lite  # or server, server-strong
 
 Features are synthetic unit vectors (512-d, like the recognizer's); probes are noisy copies of
 enrolled ones, so rank-1 correctness is checked along the way.

@@ -1,0 +1,1 @@
+"""One-question measurements, each runnable alone (``python -m benchmarks.probes.NAME``)."""
