@@ -34,9 +34,10 @@ _COLLECTION_PREFIX = "gallery_"
 _QUERY_PAGE = 16384  # Milvus's largest query window
 # How fresh a read on a Milvus server is (Milvus Lite always sees every write). The server's own
 # default, "Bounded", let a face enrolled here go unfound by the next search, and a deleted one be
-# counted. "Session" sees every write made through this store (one per server: every enroll and
-# delete of this deployment) and cost a 10k-face search 6 ms here; "Strong" also sees other
-# clients' writes at once (several deployments on one cluster) but waited 200-400 ms a read.
+# counted. "Session" sees every insert made through this store (one per server: every enroll of
+# this deployment) and cost a 10k-face search 6 ms here; "Strong" also sees other clients' writes
+# at once (several deployments on one cluster) but waited 200-400 ms a read. A delete gives the
+# client no timestamp to wait for (Milvus 2.3), so the read after one is always Strong.
 DEFAULT_CONSISTENCY: GalleryConsistency = "Session"
 _NOT_LOADED = 101  # Milvus's ErrCollectionNotLoaded
 
@@ -101,6 +102,8 @@ class GalleryStore:
         self.dimension = dimension
         self.metadata_max_bytes = metadata_max_bytes
         self.consistency = consistency
+        # Collections deleted from since their last read: that read is Strong (see above).
+        self._deleted_from: set[str] = set()
         self.client = _connect(uri, token, connect_timeout_s)
         self._ensure_registry()
         # Galleries already checked and loaded by this store: a check and a load cost a round
@@ -134,7 +137,7 @@ class GalleryStore:
         self._registered(name)
         self._opened.discard(name)
         self.client.drop_collection(_collection(name))
-        self.client.delete(REGISTRY, ids=[name])
+        self._delete(REGISTRY, ids=[name])
 
     # -- faces -----------------------------------------------------------------------------
     def enroll(
@@ -235,12 +238,12 @@ class GalleryStore:
         )
         if not found:
             raise NotFoundError(f"face {face_id!r} is not in gallery {gallery!r}", "face_id")
-        self.client.delete(_collection(gallery), ids=[face_id])
+        self._delete(_collection(gallery), ids=[face_id])
 
     def delete_subject(self, gallery: str, subject: str) -> int:
         """Deletes every face of ``subject``; returns how many there were."""
         _, count = self.faces(gallery, 0, 0, subject)
-        self.client.delete(_collection(gallery), filter=f"subject == {_quoted(subject)}")
+        self._delete(_collection(gallery), filter=f"subject == {_quoted(subject)}")
         return count
 
     # -- internals -------------------------------------------------------------------------
@@ -356,22 +359,29 @@ class GalleryStore:
             iterator.close()
         return rows
 
+    def _delete(self, collection: str, **which: Any) -> None:
+        self.client.delete(collection, **which)
+        self._deleted_from.add(collection)
+
     def _read(self, call: Callable[..., Any], collection: str, **kwargs: Any) -> Any:
-        """``call(collection, ...)`` at the store's consistency level.
+        """``call(collection, ...)`` at the store's consistency level (Strong after a delete).
 
         A Milvus server that restarted serves a collection again only once it is loaded again
         (it reloads on its own, later): such a collection is loaded here and read once more.
         """
         from pymilvus import MilvusException
 
+        level = "Strong" if collection in self._deleted_from else self.consistency
         try:
-            return call(collection, consistency_level=self.consistency, **kwargs)
+            found = call(collection, consistency_level=level, **kwargs)
         except MilvusException as exc:
             if exc.code != _NOT_LOADED and "not loaded" not in str(exc.message):
                 raise
-        log.info("collection %s is not loaded on the server (restarted?); loading it", collection)
-        self.client.load_collection(collection)
-        return call(collection, consistency_level=self.consistency, **kwargs)
+            log.info("collection %s not loaded on the server (restarted?); loading it", collection)
+            self.client.load_collection(collection)
+            found = call(collection, consistency_level=level, **kwargs)
+        self._deleted_from.discard(collection)
+        return found
 
 
 def _connect(uri: str, token: str | None, timeout_s: float) -> Any:

@@ -72,4 +72,3 @@ def test_gallery_benchmark_runs_every_store_and_finds_every_probe(tmp_path):
         assert float(row[2].replace(",", "")) > 0  # bulk enroll faces/s
         assert float(row[4]) > 0 and float(row[6]) > 0  # search and numpy medians
         assert row[8] == "1.00", row  # rank-1 over every probe
-    assert cells[-1] == "1.00"  # rank-1 right for every probe, in Milvus and in numpy
