@@ -113,6 +113,7 @@ class FaceAPI:
         self.faces = FaceRequests(self.client)
 
     async def model_info(self) -> dict[str, Any]:
+        """The runner's pack and models, for the gallery routes (``GalleryHost``)."""
         return await self.faces.model_info()
 
     # -- JSON endpoints ------------------------------------------------------------------------
