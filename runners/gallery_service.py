@@ -20,7 +20,7 @@ from face_api.galleries.store import GalleryError, GalleryStore, is_connection_f
 from face_api.ops.settings import get_settings
 from face_api.ops.startup import start_worker
 
-log = logging.getLogger("face_api.galleries.store")
+log = logging.getLogger("face_api.galleries")
 settings = get_settings()
 Features = Annotated[np.ndarray, DType("float32")]
 

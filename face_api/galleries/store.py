@@ -24,7 +24,7 @@ import numpy as np
 
 from face_api.ops.settings import GALLERY_METADATA_MAX_BYTES, GalleryConsistency
 
-log = logging.getLogger("face_api.galleries.store")
+log = logging.getLogger("face_api.galleries")
 
 # A letter or digit first: names made only of dots (``..``, reachable as ``%2e%2e``) are refused.
 GALLERY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
