@@ -104,8 +104,7 @@ class GalleryStore:
         self.consistency = consistency
         # Collections deleted from since their last read: that read is Strong (see above).
         self._deleted_from: set[str] = set()
-        self.client = _connect(uri, token, connect_timeout_s)
-        self._ensure_registry()
+        self.client = _connect(uri, token, connect_timeout_s, prepare=self._ensure_registry)
         # Galleries already checked and loaded by this store: a check and a load cost a round
         # trip each (about 150 ms on Milvus Lite), far more than a search.
         self._opened: set[str] = set()
@@ -247,20 +246,20 @@ class GalleryStore:
         return count
 
     # -- internals -------------------------------------------------------------------------
-    def _ensure_registry(self) -> None:
+    def _ensure_registry(self, client: Any) -> None:
         from pymilvus import DataType
 
-        if self.client.has_collection(REGISTRY):
-            self.client.load_collection(REGISTRY)
+        if client.has_collection(REGISTRY):
+            client.load_collection(REGISTRY)
             return
-        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("name", DataType.VARCHAR, is_primary=True, max_length=64)
         schema.add_field("pack", DataType.VARCHAR, max_length=256)
         schema.add_field("dimension", DataType.INT64)
         schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs one vector
-        index = self.client.prepare_index_params()
+        index = client.prepare_index_params()
         index.add_index("unused", metric_type="L2", index_type="FLAT")
-        self.client.create_collection(
+        client.create_collection(
             REGISTRY, schema=schema, index_params=index, consistency_level=self.consistency
         )
 
@@ -384,12 +383,19 @@ class GalleryStore:
         return found
 
 
-def _connect(uri: str, token: str | None, timeout_s: float) -> Any:
-    """A client whose server answers, waiting up to ``timeout_s`` for it to come up.
+def _connect(
+    uri: str,
+    token: str | None,
+    timeout_s: float,
+    prepare: Callable[[Any], None] = lambda client: client.list_collections(),
+) -> Any:
+    """A client whose server answers and has done ``prepare`` (the store's first work), waiting
+    up to ``timeout_s`` for the server to come up.
 
     An embedded Milvus Lite starts its server process and gives it 0.5 s before the client
     connects; on a busy machine the server is not listening yet (1 fresh start in 9 failed) and
-    the client gives up after its own 10 s. A Milvus server may be starting too. So connection
+    the client gives up after its own 10 s; or it listens while its engine is still starting (1
+    in 20: the first create_collection failed). A Milvus server may be starting too. So these
     failures are retried until the deadline; any other error is raised at once.
     """
     from pymilvus import MilvusClient, MilvusException
@@ -398,13 +404,19 @@ def _connect(uri: str, token: str | None, timeout_s: float) -> Any:
     while True:
         try:
             client = MilvusClient(uri=uri, token=token or "")
-            client.list_collections()  # a round trip: the server is listening
+            prepare(client)
             return client
         except MilvusException as exc:
-            if not is_connection_failure(exc) or time.monotonic() >= deadline:
+            if not _is_starting(exc) or time.monotonic() >= deadline:
                 raise
-            log.info("gallery store not reachable yet (%s); retrying", exc.message)
+            log.info("gallery store not ready yet (%s); retrying", exc.message)
             time.sleep(0.25)
+
+
+def _is_starting(exc: Any) -> bool:
+    """Not listening yet, or listening while the engine initialises (Milvus Lite 2.5 answered
+    ``Assert "init_flag_ == true" => Mmap manager has not been init.``)."""
+    return is_connection_failure(exc) or "has not been init" in str(exc.message)
 
 
 def is_connection_failure(exc: Any) -> bool:

@@ -147,7 +147,7 @@ def flaky_milvus(monkeypatch):
     import pymilvus
 
     monkeypatch.setattr(pymilvus, "MilvusClient", _FlakyClient)
-    _FlakyClient.attempts = 0
+    _FlakyClient.attempts, _FlakyClient.failures, _FlakyClient.code = 0, 0, None
     return _FlakyClient
 
 
@@ -180,6 +180,32 @@ def test_connecting_gives_up_at_the_deadline_and_on_other_errors(flaky_milvus):
     with pytest.raises(MilvusException):
         _connect("x.db", None, timeout_s=30)
     assert flaky_milvus.attempts == 1  # not a connection failure: no retry
+
+
+def test_connecting_waits_for_an_engine_that_is_still_starting(flaky_milvus):
+    from pymilvus import MilvusException
+
+    from face_api.galleries.store import _connect
+
+    calls = []
+
+    def prepare(client: object) -> None:
+        calls.append(client)
+        if len(calls) <= 2:
+            message = 'Assert "init_flag_ == true"  => Mmap manager has not been init. at ...'
+            raise MilvusException(code=2000, message=message)
+
+    assert isinstance(_connect("x.db", None, timeout_s=30, prepare=prepare), _FlakyClient)
+    assert len(calls) == 3
+
+    def broken(client: object) -> None:
+        calls.append(client)
+        raise MilvusException(code=2000, message="Assert failed: something else")
+
+    calls.clear()
+    with pytest.raises(MilvusException, match="something else"):
+        _connect("x.db", None, timeout_s=30, prepare=broken)
+    assert len(calls) == 1  # not a start-up error: no retry
 
 
 def test_galleries_survive_a_reopen_and_refuse_another_pack(tmp_path, people):
