@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.harness.implementations import Baseline, InProcess
-from benchmarks.harness.load import API_KEY, WORKLOADS, concurrent_load, post
+from benchmarks.harness.load import API_KEY, CLIENT_LIMITS, WORKLOADS, concurrent_load, post
 from benchmarks.harness.machine import (
     GpuSampler,
     batch_histogram,
@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> str:
     headers = {"x-api-key": API_KEY, "content-type": "application/json"}
     with (
         start_server(log_path, env) as server,
-        httpx.Client(base_url=server.url, headers=headers, timeout=300) as client,
+        httpx.Client(
+            base_url=server.url, headers=headers, timeout=300, limits=CLIENT_LIMITS
+        ) as client,
     ):
         for name, (label, items, base_call, our_call) in plans.items():
             bodies = [WORKLOADS[name].body(p) for p in items]

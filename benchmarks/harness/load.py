@@ -16,6 +16,10 @@ from benchmarks.harness.measure import Measure
 from benchmarks.harness.photos import Photo
 
 API_KEY = "bench-key"
+# The server closes a keep-alive connection idle for 5 s (uvicorn's default), httpx keeps one for
+# 5 s: a request sent on it at that moment meets "Server disconnected without sending a
+# response". The harness's clients give up idle connections well before the server does.
+CLIENT_LIMITS = httpx.Limits(keepalive_expiry=2.0)
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,9 @@ def _client_process(job: tuple[str, str, list[bytes], int, float, float]) -> tup
     def client_loop(offset: int) -> None:
         latencies, faces, errors = [], 0, 0
         headers = {"x-api-key": API_KEY, "content-type": "application/json"}
-        with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+        with httpx.Client(
+            base_url=url, headers=headers, timeout=300, limits=CLIENT_LIMITS
+        ) as client:
             time.sleep(max(0.0, start - time.time()))
             i = offset
             while time.time() < start + duration:

@@ -53,7 +53,11 @@ def server(
 
 @pytest.fixture(scope="module")
 def api(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, headers={"x-api-key": API_KEY}, timeout=120) as client:
+    # Idle connections dropped before the server's 5 s keep-alive ends (benchmarks/harness/load.py)
+    limits = httpx.Limits(keepalive_expiry=2.0)
+    with httpx.Client(
+        base_url=server.url, headers={"x-api-key": API_KEY}, timeout=120, limits=limits
+    ) as client:
         yield client
 
 
