@@ -16,7 +16,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from tests.paths import DEFAULT_PACK, DEFAULT_PACK_DIR  # noqa: E402
-from tests.server import API_KEY, RunningServer, start_server  # noqa: E402
+from tests.server import API_KEY, RunningServer, api_client, start_server  # noqa: E402
 
 
 def b64(path: Path) -> str:
@@ -51,13 +51,7 @@ def server(imported_pack: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="session")
 def api(server: RunningServer):
-    import httpx
-
-    # Idle connections dropped before the server's 5 s keep-alive ends (benchmarks/harness/load.py)
-    limits = httpx.Limits(keepalive_expiry=2.0)
-    with httpx.Client(
-        base_url=server.url, headers={"x-api-key": API_KEY}, timeout=120, limits=limits
-    ) as client:
+    with api_client(server.url) as client:
         yield client
 
 

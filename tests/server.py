@@ -30,6 +30,17 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
 
+def api_client(url: str, timeout: float = 120) -> httpx.Client:
+    """A keyed client for a long-lived fixture. It drops idle connections before the server's
+    5 s keep-alive ends: one kept exactly as long can be reused just as the server closes it."""
+    return httpx.Client(
+        base_url=url,
+        headers={"x-api-key": API_KEY},
+        timeout=timeout,
+        limits=httpx.Limits(keepalive_expiry=2.0),
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -19,7 +19,7 @@ from face_api.pipeline.features import encode_feature
 from tests.conftest import b64
 from tests.milvus_server import MilvusServer, running_milvus
 from tests.paths import IDENTITIES, identity_of
-from tests.server import API_KEY, RunningServer, start_server
+from tests.server import API_KEY, RunningServer, api_client, start_server
 
 pytestmark = pytest.mark.e2e
 HELD_OUT = "taobiaoli"  # never enrolled: must not match anyone above the threshold
@@ -53,11 +53,7 @@ def server(
 
 @pytest.fixture(scope="module")
 def api(server: RunningServer) -> Iterator[httpx.Client]:
-    # Idle connections dropped before the server's 5 s keep-alive ends (benchmarks/harness/load.py)
-    limits = httpx.Limits(keepalive_expiry=2.0)
-    with httpx.Client(
-        base_url=server.url, headers={"x-api-key": API_KEY}, timeout=120, limits=limits
-    ) as client:
+    with api_client(server.url) as client:
         yield client
 
 
