@@ -90,8 +90,23 @@ BACKSTOP_TIMEOUT_S = 10
 HEALTH_TIMEOUT_S = 2
 
 
+# What the Bento's image adds to bentofile.yaml's (base image, pinned requirements):
+# - pyproject.toml, copied before BentoML's Dockerfile installs the requirements. That step runs in
+#   ./src when the folder exists by then, and only there does uv read pyproject.toml's [tool.uv]
+#   overrides, which drop insightface's own `onnxruntime` and `opencv-python`. Without them both
+#   come back and overwrite onnxruntime-gpu's and the headless OpenCV's files.
+# - /data, the galleries' folder in a container (FACE_GALLERY_DIR's default there), owned by the
+#   image's user.
+IMAGE = (
+    bentoml.images.Image(lock_python_packages=False)
+    .run("mkdir -p /data && chown $BENTO_USER:$BENTO_USER /data")
+    .build_include("pyproject.toml")
+)
+
+
 @bentoml.service(
     name="FaceAPI",
+    image=IMAGE,
     workers=settings.api_workers,
     # Our own deadline (`answer`) fires first with a 503 in the contract's shape; BentoML's 504
     # is only a backstop.

@@ -8,6 +8,9 @@ benchmarks call it in process.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -67,6 +70,40 @@ def requested_providers(settings: Settings, available: Sequence[str]) -> list[An
     return [(CUDA, cuda_options), CPU]
 
 
+def preload_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries of the ``nvidia-*`` wheels before the first CUDA session.
+
+    ONNX Runtime's CUDA provider has no RUNPATH to them (the CUDA 13 wheels keep them in
+    ``site-packages/nvidia/cu13/lib``): without this it cannot find ``libcublasLt.so.13``, even on
+    a GPU host. What ``preload_dlls`` cannot load it prints; here each such line is a warning. The
+    driver's ``libcuda.so.1`` is not among them: the provider itself loads it, and names it when
+    it is missing.
+    """
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        ort.preload_dlls()
+    for line in printed.getvalue().splitlines():
+        if line.strip():
+            log.warning("loading CUDA libraries: %s", line.strip())
+
+
+def cuda_provider_failure() -> str:
+    """Why ONNX Runtime's CUDA provider did not load, naming the missing library when the
+    dynamic loader can (it stops at the first one)."""
+    library = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    try:
+        ctypes.CDLL(str(library))
+    except OSError as exc:
+        reason = f"its library does not load: {exc}"
+        if "libcuda.so" in str(exc):
+            reason += (
+                ". libcuda.so.1 is the NVIDIA driver's: run on a host with the driver (580 or "
+                "newer, for CUDA 13), and give a container the GPU (`docker run --gpus all`)"
+            )
+        return reason + "."
+    return "ONNX Runtime could not start CUDA or cuDNN (see its log above)."
+
+
 def session_options(settings: Settings, cuda: bool = False) -> ort.SessionOptions:
     options = ort.SessionOptions()
     if cuda or not settings.ort_spinning:
@@ -100,6 +137,8 @@ class FaceEngine:
         available = ort.get_available_providers()
         wanted = requested_providers(self.settings, available)
         on_cuda = wanted[0] != CPU
+        if on_cuda:
+            preload_cuda_libraries()
         options = session_options(self.settings, cuda=on_cuda)
         scrfd, arcface = route_pack(self.pack_dir)
         self.detector_file = Path(scrfd.model_file).name
@@ -120,8 +159,8 @@ class FaceEngine:
         self.device = "cuda" if CUDA in self.providers else "cpu"
         if self.settings.device == "cuda" and self.device != "cuda":
             raise DeviceUnavailableError(
-                f"FACE_DEVICE=cuda but the sessions run on {self.providers}: ONNX Runtime could "
-                "not load CUDA or cuDNN (see its log above for the missing library)."
+                f"FACE_DEVICE=cuda but the sessions run on {self.providers}: "
+                f"{cuda_provider_failure()}"
             )
         if self.settings.device == "auto" and self.device == "cpu" and CUDA in available:
             log.warning("!!! FACE_DEVICE=auto: CUDA is offered but failed; running on CPU. !!!")

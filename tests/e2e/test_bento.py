@@ -95,9 +95,12 @@ def test_requirements_name_one_runtime_and_headless_opencv(built):
 
 
 def test_image_install_drops_insightfaces_cpu_runtime_and_gui_opencv(built, tmp_path):
-    """Resolve the image's own install command (dry run): uv reads src/pyproject's overrides."""
+    """Resolve the image's own install command (dry run) where the Dockerfile runs it: in ./src,
+    which holds pyproject.toml (and so its overrides) by then. test_images.py builds it for real."""
     dockerfile = (built["path"] / "env/docker/Dockerfile").read_text()
-    assert "uv --directory $INSTALL_ROOT pip install -r" in dockerfile
+    install = dockerfile.index("uv --directory $INSTALL_ROOT pip install -r")
+    copied = dockerfile.index("./src/pyproject.toml ./src/pyproject.toml")
+    assert copied < install, "pyproject.toml arrives after the install: its overrides never apply"
     assert (built["path"] / "src/pyproject.toml").is_file()
     subprocess.run([UV, "venv", "-q", str(tmp_path / "venv")], check=True)
     result = subprocess.run(
