@@ -16,9 +16,10 @@ import bentoml
 import numpy as np
 from bentoml.validators import DType
 
+from face_api.galleries import folder
 from face_api.galleries.store import GalleryError, GalleryStore, is_connection_failure
 from face_api.ops.settings import get_settings
-from face_api.ops.startup import start_worker
+from face_api.ops.startup import refuse_to_start, start_worker
 
 log = logging.getLogger("face_api.galleries")
 settings = get_settings()
@@ -38,16 +39,17 @@ class GalleryStoreService:
     def __init__(self) -> None:
         start_worker()
         self._stores: dict[tuple[str, int], GalleryStore] = {}
+        if not settings.gallery_uri:  # embedded Milvus Lite: this folder is ours alone
+            try:
+                self._folder_claim = folder.claim(settings.gallery_dir)
+            except folder.GalleryFolderInUseError as exc:
+                refuse_to_start(str(exc))
 
     def _store(self, pack: str, dimension: int) -> GalleryStore:
         """Opened on first use, so a server that never touches galleries never starts Milvus."""
         key = (pack, dimension)
         if key not in self._stores:
-            if settings.gallery_uri:
-                uri = settings.gallery_uri
-            else:
-                settings.gallery_dir.mkdir(parents=True, exist_ok=True)
-                uri = str(settings.gallery_dir.resolve() / "galleries.db")
+            uri = settings.gallery_uri or str(settings.gallery_dir.resolve() / "galleries.db")
             self._stores[key] = GalleryStore(
                 uri,
                 pack,

@@ -7,6 +7,7 @@ Variable names are the contract's (``FACE_API_KEYS``, ``FACE_DEVICE``, ...).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -32,6 +33,11 @@ def available_cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_gallery_dir(environ: Mapping[str, str]) -> Path:
+    containerized = environ.get("BENTOML_CONTAINERIZED", "").lower() == "true"
+    return Path("/data") if containerized else Path("galleries")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACE_", extra="ignore", populate_by_name=True)
 
@@ -54,7 +60,9 @@ class Settings(BaseSettings):
     # --- galleries ------------------------------------------------------------------------
     # Embedded Milvus Lite keeps every gallery in this folder; or set a Milvus server's URI
     # (``http://milvus:19530``) and, if it needs one, its token (``user:password``).
-    gallery_dir: Path = Path("galleries")
+    # Unset: ./galleries, or /data in a container built from the Bento (BentoML's Dockerfile sets
+    # BENTOML_CONTAINERIZED; the image makes /data for its user, to be mounted as a volume).
+    gallery_dir: Path = Field(default_factory=lambda: default_gallery_dir(os.environ))
     gallery_uri: str | None = None
     gallery_token: str | None = Field(default=None, repr=False)
     # On a Milvus server: "Session" reads see every write made through this deployment; "Strong"

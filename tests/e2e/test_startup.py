@@ -34,6 +34,20 @@ def test_missing_pack_refuses_to_start_and_says_how_to_import(tmp_path, imported
     assert "not_imported" in log and "python -m face_api.inference.packs import" in log
 
 
+def test_a_second_server_on_the_same_gallery_folder_refuses_to_start(tmp_path, imported_pack):
+    """Two `./scripts/serve.sh` from one checkout share its ./galleries: the second one must say
+    so at start, not answer 503 on its first gallery call. The first one keeps serving."""
+    env = {"FACE_API_KEYS": "k", "FACE_GALLERY_DIR": str(tmp_path / "galleries")}
+    (tmp_path / "second").mkdir()  # its own BentoML home and log, the same galleries
+    with start_server(tmp_path / "first.log", env) as first:
+        code, log = run_until_exit(tmp_path / "second" / "serve.log", env)
+        assert code != -1, "the second server kept running on the first one's galleries"
+        assert "refusing to start" in log and "FACE_GALLERY_DIR" in log
+        assert "used by another running server" in log
+        listed = httpx.get(f"{first.url}/v1/galleries", headers={"x-api-key": "k"}, timeout=60)
+        assert listed.status_code == 200, listed.text
+
+
 def test_auto_falls_back_to_cpu_loudly_and_logs_the_providers_in_use(server):
     log = server.log()
     assert "FACE_DEVICE=auto: falling back to CPU" in log

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -73,3 +75,13 @@ def test_detection_batch_depends_on_the_device(monkeypatch):
     assert (Settings().detect_batch_size(True), Settings().detect_batch_size(False)) == (32, 1)
     monkeypatch.setenv("FACE_DETECT_MAX_BATCH_SIZE", "4")
     assert Settings().detect_batch_size(False) == 4
+
+
+def test_galleries_default_to_data_only_in_a_container(monkeypatch):
+    monkeypatch.delenv("FACE_GALLERY_DIR", raising=False)
+    monkeypatch.delenv("BENTOML_CONTAINERIZED", raising=False)
+    assert Settings().gallery_dir == Path("galleries")
+    monkeypatch.setenv("BENTOML_CONTAINERIZED", "true")  # set by BentoML's Dockerfile
+    assert Settings().gallery_dir == Path("/data")
+    monkeypatch.setenv("FACE_GALLERY_DIR", "/srv/galleries")
+    assert Settings().gallery_dir == Path("/srv/galleries")

@@ -1,0 +1,55 @@
+"""One server per gallery folder: an embedded Milvus Lite database is one process's file.
+
+A second server on the same ``FACE_GALLERY_DIR`` (another ``./scripts/serve.sh`` from the same
+checkout, on another port) would otherwise start, then answer 503 "opened by another program" on
+its first gallery call. It refuses to start instead, naming the setting. The claim is an
+exclusive ``flock`` on ``.lock`` in the folder: the kernel releases it when the claiming process
+dies, however it dies, so a crashed server never leaves a stale claim behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import IO
+
+LOCK_FILE = ".lock"
+# A server restarted at once may find its predecessor's gallery worker still exiting.
+CLAIM_WAIT_S = 10.0
+
+
+class GalleryFolderInUseError(RuntimeError):
+    """Another running server keeps its galleries in this folder."""
+
+
+def claim(folder: Path, wait_s: float = CLAIM_WAIT_S) -> IO[str]:
+    """Create ``folder`` if needed and hold it for this process; keep the returned file open.
+
+    Raises ``GalleryFolderInUseError`` when another process still holds it after ``wait_s``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = (folder / LOCK_FILE).open("a+", encoding="utf-8")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                handle.close()
+                raise GalleryFolderInUseError(
+                    f"the gallery folder {folder.resolve()} is used by another running server "
+                    f"(pid {holder}); give this one its own FACE_GALLERY_DIR, or stop the other"
+                ) from None
+            time.sleep(0.2)
+    with contextlib.suppress(OSError):
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+    return handle
