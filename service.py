@@ -71,7 +71,14 @@ settings = get_settings()
 
 # Its routes are merged into the service's /docs.json; it serves no docs of its own.
 info_app = FastAPI(
-    title="face-api info", version=__version__, openapi_url=None, docs_url=None, redoc_url=None
+    title="face-api info",
+    version=__version__,
+    openapi_url=None,
+    docs_url=None,
+    redoc_url=None,
+    # Operation ids are the routes' names (`server_info`, not `server_info_info_server_get`):
+    # generated clients name their methods by them.
+    generate_unique_id_function=lambda route: route.name,
 )
 info_app.include_router(gallery_router)
 MaxResults = Annotated[RequestInt, Field(ge=1, le=MAX_RESULTS_LIMIT)]

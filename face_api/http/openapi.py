@@ -1,9 +1,16 @@
-"""The OpenAPI schema the service publishes, with the contract's error responses.
+"""The OpenAPI document the service publishes: BentoML's, made what clients really get.
 
-BentoML generates ``/docs.json`` from the API methods, but documents its own error bodies
-(400 ``InvalidArgument``, 404, 500) that our middlewares never let through. ``contract_openapi``
-rewrites that spec to what clients really get: 401, 413, 422 (FastAPI's shape), 429 and 503 on
-every POST, the ``x-api-key`` security scheme, and the service's own title and version.
+BentoML generates ``/docs.json`` from the API methods (FastAPI adds the mounted GET and gallery
+routes), but documents its own error bodies (400 ``InvalidArgument``, 404, 500) that the edge never
+lets through, and writes things standard tools refuse or misread. ``contract_openapi`` rewrites it:
+- 401, 413, 422 (FastAPI's shape), 429 and 503 on every POST, the key's security scheme;
+- OpenAPI 3.1.0, the dialect pydantic's schemas (``anyOf`` with ``null``) are written in;
+- BentoML's native POSTs: a ``$ref`` to one named component for each body and answer (BentoML
+  writes them inline beside a copy), ``requestBody.required``, their multipart twins' upload
+  fields as binary strings and their other form fields as plain values, no ``root_input``;
+- every key of an answer listed as required (the server always sends them all);
+- operation ids and tags that name what each call does (generated clients name methods by them).
+The wire format stays as it is: nothing here changes a request or an answer.
 """
 
 from __future__ import annotations
@@ -16,9 +23,16 @@ from starlette.responses import Response
 
 from face_api.http.middleware import PUBLIC_GET_PREFIXES, ASGIApp, Receive, Scope, Send
 
-API_KEY_SCHEME = "ApiKey"
+OPENAPI_VERSION = "3.1.0"
 ERROR_MESSAGE = "ErrorMessage"
-_BENTOML_ERRORS = ("InvalidArgument", "NotFound", "InternalServerError")
+API_KEY_SCHEME = "ApiKey"
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "x-api-key"},
+}
+FACES_TAG, INFO_TAG = "Faces", "Info"
+# Error bodies BentoML documents but the edge never sends, and its task queue's (not served).
+_BENTOML_ONLY_SCHEMAS = ("InvalidArgument", "NotFound", "InternalServerError", "TaskStatusResponse")
+_SCHEMA_REF = "#/components/schemas/"
 
 
 def _json_response(description: str, schema_ref: str) -> dict[str, Any]:
@@ -54,6 +68,9 @@ VALIDATION_SCHEMAS = {
             },
             "msg": {"type": "string", "title": "Message"},
             "type": {"type": "string", "title": "Error Type"},
+            # pydantic's own, on the gallery routes' 422s: the value refused, the rule's limits.
+            "input": {"title": "Input"},
+            "ctx": {"type": "object", "title": "Context"},
         },
     },
     "HTTPValidationError": {
@@ -74,28 +91,30 @@ VALIDATION_SCHEMAS = {
 def contract_openapi(
     spec: dict[str, Any], *, title: str, version: str, description: str, api_prefix: str = "/v1/"
 ) -> dict[str, Any]:
-    """BentoML's generated spec, with the error responses and auth of the contract."""
+    """BentoML's generated spec, as the contract and standard OpenAPI 3.1 tools want it."""
     spec = json.loads(json.dumps(spec))  # a deep copy, with status codes as strings (as served)
+    spec["openapi"] = OPENAPI_VERSION
     spec["info"] = {"title": title, "version": version, "description": description}
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas[ERROR_MESSAGE] = ERROR_MESSAGE_SCHEMA
     schemas.update(VALIDATION_SCHEMAS)
-    for name in _BENTOML_ERRORS:
+    for name in _BENTOML_ONLY_SCHEMAS:
         schemas.pop(name, None)
-    components["securitySchemes"] = {
-        API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "x-api-key"}
-    }
+    components["securitySchemes"] = SECURITY_SCHEMES
     for path, item in spec.get("paths", {}).items():
-        if not path.startswith(api_prefix):
-            continue
         for method, operation in item.items():
-            if method == "get" and path.startswith(PUBLIC_GET_PREFIXES):
+            if not path.startswith(api_prefix):  # BentoML's probes and metrics
+                operation.setdefault("operationId", path.strip("/"))
                 continue
-            operation["security"] = [{API_KEY_SCHEME: []}]
+            if "x-bentoml-name" in operation:
+                _native_api(operation, schemas)
+            if method == "get" and path.startswith(PUBLIC_GET_PREFIXES):
+                operation["tags"] = [INFO_TAG]
+                continue
+            operation["security"] = [{scheme: []} for scheme in SECURITY_SCHEMES]
             if "x-bentoml-name" in operation:  # a native BentoML API: its errors are BentoML's
                 operation["responses"] = {"200": operation["responses"]["200"], **POST_ERRORS}
-                _strip_bentoml_markers(operation.get("requestBody", {}))
             else:  # a FastAPI route: keep what it documents (404s), add what it lacks
                 errors = (
                     POST_ERRORS
@@ -104,13 +123,120 @@ def contract_openapi(
                 )
                 for code, response in errors.items():
                     operation["responses"].setdefault(code, response)
+    for name in [name for name in schemas if name.startswith("Body_")]:
+        _rename_schema(spec, name, _form_name(name.removeprefix("Body_")))
+    for schema in schemas.values():
+        _binary_uploads(schema)
+    _require_every_answer_key(spec)
     return spec
 
 
-def _strip_bentoml_markers(request_body: dict[str, Any]) -> None:
-    """BentoML's non-standard ``root_input`` keyword is meaningless to OpenAPI tools."""
-    for media in request_body.get("content", {}).values():
-        media.get("schema", {}).pop("root_input", None)
+def _native_api(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """A BentoML API method: named by its method, its body required, each body and answer a
+    reference to one component."""
+    operation["operationId"] = operation["x-bentoml-name"]
+    operation["tags"] = [FACES_TAG]
+    body = operation["requestBody"]
+    body["required"] = True
+    for media in body["content"].values():
+        media["schema"] = _component_ref(media["schema"], schemas, operation["operationId"])
+        # BentoML marks form fields as JSON; clients send them, and the server reads them, as
+        # plain form values.
+        media.pop("encoding", None)
+    answer = operation["responses"]["200"]["content"]["application/json"]
+    answer["schema"] = _component_ref(answer["schema"], schemas, operation["operationId"])
+
+
+def _component_ref(schema: dict[str, Any], schemas: dict[str, Any], api: str) -> dict[str, Any]:
+    """BentoML writes a body's schema inline and again as a component titled like it
+    (``DetectReqBodyIODescriptor``; a form's is ``file_detect__Input``, titled ``Input``): keep
+    the component, named for the model (``DetectReqBody``) or the form (``FileDetectForm``)."""
+    bentoml_name = schema.get("title", "")
+    if bentoml_name == "Input":
+        bentoml_name = f"{api}__Input"
+    component = schemas.pop(bentoml_name, None) or schema
+    component.pop("root_input", None)  # BentoML's own keyword, meaningless to OpenAPI tools
+    if bentoml_name.endswith("IODescriptor"):
+        name = bentoml_name.removesuffix("IODescriptor")
+    else:
+        name = _form_name(api)
+    component["title"] = name
+    schemas[name] = component
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _form_name(operation_id: str) -> str:
+    """A multipart form's component: ``file_detect`` -> ``FileDetectForm`` (FastAPI's own would
+    be ``Body_file_detect``)."""
+    return "".join(part.title() for part in operation_id.split("_")) + "Form"
+
+
+def _rename_schema(spec: dict[str, Any], old: str, new: str) -> None:
+    schemas = spec["components"]["schemas"]
+    schemas[new] = schemas.pop(old)
+    schemas[new]["title"] = new
+    for item in spec["paths"].values():
+        for operation in item.values():
+            _replace_ref(operation, f"{_SCHEMA_REF}{old}", f"{_SCHEMA_REF}{new}")
+
+
+def _replace_ref(node: Any, old: str, new: str) -> None:
+    if isinstance(node, dict):
+        if node.get("$ref") == old:
+            node["$ref"] = new
+        for value in node.values():
+            _replace_ref(value, old, new)
+    elif isinstance(node, list):
+        for value in node:
+            _replace_ref(value, old, new)
+
+
+def _binary_uploads(schema: dict[str, Any]) -> None:
+    """Upload fields as OpenAPI's binary strings. BentoML writes Swagger 2.0's ``type: file``;
+    FastAPI writes ``contentMediaType``, which 3.0 clients read as text and send as a text part
+    (the server then answers 422 "Expected a file upload")."""
+    for field in schema.get("properties", {}).values():
+        if field.get("type") == "file" or "contentMediaType" in field:
+            field.pop("contentMediaType", None)
+            field.update(type="string", format="binary")
+
+
+def _require_every_answer_key(spec: dict[str, Any]) -> None:
+    """Mark every key of every answer's schema required: the server always sends them all, and
+    a client generator otherwise types each one "maybe unset". A schema that requests use too
+    is left as it is, and so is ``HealthResponse``, whose 200 (``{"status": "ok"}``) has no
+    ``detail``."""
+    schemas = spec["components"]["schemas"]
+    answers, requests = set(), set()
+    for item in spec["paths"].values():
+        for operation in item.values():
+            for code, response in operation.get("responses", {}).items():
+                if code.startswith("2"):
+                    answers |= _referenced(response, schemas)
+            requests |= _referenced(operation.get("requestBody", {}), schemas)
+            requests |= _referenced(operation.get("parameters", []), schemas)
+    for name in answers - requests - {"HealthResponse"}:
+        schema = schemas[name]
+        if schema.get("properties"):
+            schema["required"] = list(schema["properties"])
+
+
+def _referenced(node: Any, schemas: dict[str, Any], found: set[str] | None = None) -> set[str]:
+    """The component schemas ``node`` refers to, directly or through other components."""
+    found = set() if found is None else found
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref.startswith(_SCHEMA_REF):
+            name = ref.removeprefix(_SCHEMA_REF)
+            if name not in found:
+                found.add(name)
+                _referenced(schemas[name], schemas, found)
+        for value in node.values():
+            _referenced(value, schemas, found)
+    elif isinstance(node, list):
+        for value in node:
+            _referenced(value, schemas, found)
+    return found
 
 
 # The Swagger UI, from the copy of its assets BentoML serves at /static_content: no request leaves

@@ -97,7 +97,10 @@ def test_the_schema_documents_the_contract(server):
         "in": "header",
         "name": "x-api-key",
     }
-    detect = posts["/v1/detect"]["requestBody"]["content"]["application/json"]["schema"]
+    body = posts["/v1/detect"]["requestBody"]
+    assert body["required"] is True
+    reference = body["content"]["application/json"]["schema"]["$ref"]
+    detect = spec["components"]["schemas"][reference.rsplit("/", 1)[1]]
     assert set(detect["properties"]) == {"seq", "maxResults", "detectSortType", "image"}
     assert detect["properties"]["maxResults"]["maximum"] == 1000
     for path in GETS:
