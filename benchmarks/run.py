@@ -39,9 +39,9 @@ from benchmarks.harness.measure import Measure, alternating
 from benchmarks.harness.photos import Photo, aligned_crops, load_photos
 from benchmarks.harness.report import report
 from benchmarks.harness.stages import stage_breakdown
+from tests.paths import DATA, DEFAULT_PACK_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 
 
 def run(args: argparse.Namespace) -> str:
@@ -150,8 +150,10 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="a setting for the served run, e.g. FACE_RUNNER_WORKERS=2 (repeatable)",
     )
-    parser.add_argument("--pack-dir", type=Path, default=SHARED / "models" / "buffalo_sc_int8")
-    parser.add_argument("--photos-dir", type=Path, default=SHARED / "testdata")
+    # The tests' pack and photos (tests/paths.py): ../shared/models/buffalo_sc_int8 beside the
+    # checkout, else the buffalo_sc the test session fetched.
+    parser.add_argument("--pack-dir", type=Path, default=DEFAULT_PACK_DIR)
+    parser.add_argument("--photos-dir", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, help="write the tables here (markdown)")
     args = parser.parse_args()
     args.env = dict(item.split("=", 1) for item in args.env)

@@ -24,14 +24,20 @@ def b64(path: Path) -> str:
 
 
 def _import_default_pack() -> None:
-    from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack
+    """The tests' pack in their model store; on a fresh clone fetched first, as serve.sh does."""
+    from face_api.inference.packs import PackNotInStoreError, fetch_pack, get_pack, import_pack
 
+    if not DEFAULT_PACK_DIR.is_dir():
+        fetched = fetch_pack(DEFAULT_PACK, DEFAULT_PACK_DIR.parent.parent)
+        assert fetched == DEFAULT_PACK_DIR, fetched
     try:
         get_pack(DEFAULT_PACK)
     except PackNotInStoreError:
         import_pack(str(DEFAULT_PACK_DIR), DEFAULT_PACK)
 
 
+# Every server the tests start serves the tests' pack, whatever the caller's FACE_MODEL.
+os.environ["FACE_MODEL"] = DEFAULT_PACK
 # Importing `service` (even in unit tests) needs the configured pack in the store.
 _import_default_pack()
 

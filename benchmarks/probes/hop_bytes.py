@@ -2,7 +2,7 @@
 serde encodes them (the encoded image), against the letterboxed 640x640 canvas a runner used to
 be sent (issue 10's one-hop change).
 
-    .venv/bin/python -m benchmarks.probes.hop_bytes [--photos-dir ../shared/testdata]
+    .venv/bin/python -m benchmarks.probes.hop_bytes [--photos-dir tests/data]
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness.photos import Photo, load_photos
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+from tests.paths import DATA
 
 
 def hop_bytes(photos: list[Photo]) -> list[str]:
@@ -41,7 +40,7 @@ def hop_bytes(photos: list[Photo]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--photos-dir", type=Path, default=SHARED / "testdata")
+    parser.add_argument("--photos-dir", type=Path, default=DATA)
     args = parser.parse_args()
     print(*hop_bytes(load_photos(args.photos_dir, quick=False)["single"]))
 

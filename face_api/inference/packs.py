@@ -71,6 +71,12 @@ def fetch_pack(name: str, root: Path) -> Path:
     return Path(storage.download("models", name, root=str(root)))
 
 
+def names_a_path(source: str) -> bool:
+    """A source with a path separator, or starting with ``.`` or ``~``, is a folder, never a pack
+    name: a name only fetches ``NAME.zip`` from the model zoo (a path there makes a URL of it)."""
+    return "/" in source or "\\" in source or source.startswith((".", "~"))
+
+
 def pack_tag(name: str) -> str:
     return f"{name}:latest"
 
@@ -99,6 +105,11 @@ def import_pack(
     from face_api.ops.settings import Settings
 
     folder = Path(source).expanduser()
+    if not folder.is_dir() and names_a_path(source):
+        raise SystemExit(
+            f"no pack folder at {folder.absolute()}: give a folder of insightface .onnx files, "
+            "or a pack name (buffalo_l, buffalo_sc, antelopev2) to fetch"
+        )
     with tempfile.TemporaryDirectory() as download_root:
         if not folder.is_dir():
             folder = fetch_pack(source, Path(download_root))

@@ -18,7 +18,7 @@ import pytest
 from face_api.pipeline.features import encode_feature
 from tests.conftest import b64
 from tests.milvus_server import MilvusServer, running_milvus
-from tests.paths import IDENTITIES, identity_of
+from tests.paths import DEFAULT_PACK, IDENTITIES, identity_of
 from tests.server import API_KEY, RunningServer, api_client, start_server
 
 pytestmark = pytest.mark.e2e
@@ -88,7 +88,7 @@ def enrolled(api) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def threshold(api) -> float:
-    return api.get("/v1/info/model/buffalo_sc_int8").json()["match_threshold"]
+    return api.get(f"/v1/info/model/{DEFAULT_PACK}").json()["match_threshold"]
 
 
 def test_rank_1_is_the_right_person_for_every_other_frame(api, enrolled):
@@ -169,7 +169,7 @@ def test_listing_paging_and_deleting(api):
     galleries = {g["name"]: g for g in api.get("/v1/galleries").json()["galleries"]}
     assert galleries["paging"] == {
         "name": "paging",
-        "modelName": "buffalo_sc_int8",
+        "modelName": DEFAULT_PACK,
         "embeddingSize": 512,
         "faces": 5,
     }

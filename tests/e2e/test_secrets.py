@@ -9,12 +9,12 @@ import time
 import httpx
 import pytest
 
-from tests.paths import IDENTITIES, ROOT
+from tests.paths import DEFAULT_PACK, IDENTITIES, ROOT
 from tests.server import API_KEY
 
 pytestmark = pytest.mark.e2e
 WRONG_KEY = "wrong-key-5e1f0c2b9d"
-GETS = ["/v1/health", "/v1/info/server", "/v1/info/model", "/v1/info/model/buffalo_sc_int8"]
+GETS = ["/v1/health", "/v1/info/server", "/v1/info/model", f"/v1/info/model/{DEFAULT_PACK}"]
 
 
 def excerpts(text: str, size: int = 40) -> list[str]:
@@ -51,5 +51,5 @@ def test_gets_reveal_no_keys_or_paths(server):
         text = httpx.get(f"{server.url}{path}").text
         for secret in (API_KEY, "second-key", str(ROOT), bentoml_home, "/tmp/", "/root", "/home"):
             assert secret not in text, (path, secret)
-    files = httpx.get(f"{server.url}/v1/info/model/buffalo_sc_int8").json()["files"]
+    files = httpx.get(f"{server.url}/v1/info/model/{DEFAULT_PACK}").json()["files"]
     assert all("/" not in f["name"] for f in files)  # the pack's file names, nothing above

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import b64
-from tests.paths import CROWD, IDENTITIES
+from tests.paths import CROWD, DEFAULT_PACK, IDENTITIES
 
 pytestmark = pytest.mark.e2e
 RUNNER_CALLS = 'bentoml_service_request_total{endpoint="/'
@@ -72,6 +72,6 @@ def test_a_refused_request_is_timed_too(api):
 
 
 def test_the_model_detail_says_how_many_images_a_detection_pass_takes(api):
-    detector = api.get("/v1/info/model/buffalo_sc_int8").json()["detector"]
+    detector = api.get(f"/v1/info/model/{DEFAULT_PACK}").json()["detector"]
     assert detector["max_batch"] == 1  # on CPU: one image a pass
     assert np.isclose(detector["score_threshold"], 0.5)

@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack, main, sha256_of
-from tests.paths import MODELS
+from tests.paths import DEFAULT_PACK_DIR, MODELS, needs_workspace_pack
 
 
+@pytest.mark.skipif(
+    bool(needs_workspace_pack("buffalo_m_int8")), reason=str(needs_workspace_pack("buffalo_m_int8"))
+)
 def test_imported_pack_records_every_file_sha256():
     model = import_pack(str(MODELS / "buffalo_m_int8"), "pack_test_m")
     files = model.info.metadata["files"]
@@ -56,7 +59,7 @@ def test_pack_by_name_is_fetched_with_insightfaces_downloader(tmp_path, monkeypa
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     with zipfile.ZipFile(mirror / "mini_pack.zip", "w") as archive:
-        for onnx in (MODELS / "buffalo_sc_int8").glob("*.onnx"):
+        for onnx in DEFAULT_PACK_DIR.glob("*.onnx"):
             archive.write(onnx, f"mini_pack/{onnx.name}")
     monkeypatch.chdir(tmp_path)  # the fetch must not depend on a folder named like the pack
     with serve_folder(mirror) as url:
@@ -68,3 +71,18 @@ def test_pack_by_name_is_fetched_with_insightfaces_downloader(tmp_path, monkeypa
     assert main(["import", "mini_pack", "--if-missing"]) == 0
     assert "already in the store" in capsys.readouterr().out
     shutil.rmtree(mirror)
+
+
+@pytest.mark.parametrize("source", ["/no/such/buffalo_x", "./buffalo_x", "~/buffalo_x", "a/b"])
+def test_a_path_that_does_not_exist_is_an_error_naming_it_never_a_download(
+    source, tmp_path, monkeypatch
+):
+    def no_download(*args):
+        raise AssertionError(f"{source!r} was fetched as a pack name")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("face_api.inference.packs.fetch_pack", no_download)
+    with pytest.raises(SystemExit) as refused:
+        main(["import", source])
+    message = str(refused.value)
+    assert str(Path(source).expanduser().absolute()) in message and "no pack folder" in message
