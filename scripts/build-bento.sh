@@ -1,17 +1,13 @@
 #!/usr/bin/env bash
 # Builds a Bento: `./scripts/build-bento.sh` (the GPU image) or `./scripts/build-bento.sh cpu`
-# (a CPU-only image), for the pack FACE_MODEL names (default buffalo_sc_int8), importing the
-# bundled pack first when it is not in the store. Extra arguments go to `bentoml build`.
+# (a CPU-only image), for the pack scripts/pack.sh picks (FACE_MODEL, else the one serve.sh
+# serves), imported first when it is not in the store. Extra arguments go to `bentoml build`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 image="${1:-gpu}"
 [ $# -gt 0 ] && shift
 export BENTOML_HOME="${BENTOML_HOME:-$PWD/bentoml_home}" BENTOML_DO_NOT_TRACK=True
-pack="${FACE_MODEL:-buffalo_sc_int8}"
-export FACE_MODEL="$pack"
-if [ -d "../shared/models/$pack" ]; then
-    .venv/bin/python -m face_api.inference.packs import "../shared/models/$pack" --name "$pack" --if-missing
-fi
+source scripts/pack.sh
 bentofile="$(mktemp --suffix=.yaml)"
 trap 'rm -f "$bentofile"' EXIT
 .venv/bin/python scripts/bentofile.py "$image" "$pack" > "$bentofile"
