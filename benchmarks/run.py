@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.harness.cpu import CpuMeter
 from benchmarks.harness.implementations import Baseline, InProcess
 from benchmarks.harness.load import API_KEY, CLIENT_LIMITS, WORKLOADS, concurrent_load, post
 from benchmarks.harness.machine import (
@@ -36,6 +37,7 @@ from benchmarks.harness.machine import (
     machine_description,
 )
 from benchmarks.harness.measure import Measure, alternating
+from benchmarks.harness.peer import PEER_WORKLOADS, Peer
 from benchmarks.harness.photos import Photo, aligned_crops, load_photos
 from benchmarks.harness.report import report
 from benchmarks.harness.stages import stage_breakdown
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> str:
     except PackNotInStoreError:
         import_pack(str(args.pack_dir), pack)
 
+    peer = Peer(args.peer) if args.peer else None
     photos = load_photos(args.photos_dir, args.quick)
     repeats = 1 if args.quick else args.repeats
     engine = FaceEngine(args.pack_dir, Settings(device=args.device))
@@ -90,6 +93,10 @@ def run(args: argparse.Namespace) -> str:
             base_url=server.url, headers=headers, timeout=300, limits=CLIENT_LIMITS
         ) as client,
     ):
+        this_process, server_cpu = CpuMeter(), CpuMeter(server.process.pid)
+        agreement = None
+        if peer is not None:  # before anything is timed
+            agreement = peer.check_agreement(photos["single"], ours.largest_face_embedding)
         for name, (label, items, base_call, our_call) in plans.items():
             bodies = [WORKLOADS[name].body(p) for p in items]
             by_body = dict(zip(map(id, items), bodies, strict=True))
@@ -97,31 +104,52 @@ def run(args: argparse.Namespace) -> str:
             def served(photo: Photo, name: str = name, by_body: dict = by_body) -> int:
                 return post(client, name, by_body[id(photo)])[0]
 
-            for call in (base_call, our_call, served):  # warm every path up once
-                call(items[0])
-            before = batch_histogram(server.url)
             modes = {
                 "baseline (FaceAnalysis)": base_call,
                 "ours, in process": our_call,
                 "served, 1 client": served,
             }
-            rows = alternating(name, modes, items, repeats)
-            rows[-1].batches = batches_between(before, batch_histogram(server.url))
+            meters = dict.fromkeys(list(modes)[:2], this_process) | {"served, 1 client": server_cpu}
+            if peer is not None:
+                peer_bodies = [PEER_WORKLOADS[name].body(p) for p in items]
+                by_peer_body = dict(zip(map(id, items), peer_bodies, strict=True))
+
+                def peer_call(photo: Photo, name: str = name, by_body: dict = by_peer_body) -> int:
+                    return peer.call(name, by_body[id(photo)])
+
+                modes[f"{peer.name}, 1 client"] = peer_call
+                meters[f"{peer.name}, 1 client"] = peer.cpu
+            for call in modes.values():  # warm every path up once
+                call(items[0])
+            before = batch_histogram(server.url)
+            rows = alternating(name, modes, items, repeats, meters)
+            rows[2].batches = batches_between(before, batch_histogram(server.url))
             for clients in args.clients:
                 before = batch_histogram(server.url)
                 with GpuSampler() as gpu:
-                    loaded = concurrent_load(server.url, name, bodies, clients, args.duration)
+                    loaded = concurrent_load(
+                        server.url, name, bodies, clients, args.duration, server_cpu
+                    )
                 loaded.gpu_util = gpu.mean
                 loaded.batches = batches_between(before, batch_histogram(server.url))
                 rows.append(loaded)
+                if peer is not None:
+                    rows.append(
+                        concurrent_load(
+                            peer.url, name, peer_bodies, clients, args.duration, peer.cpu, peer.name
+                        )
+                    )
             results += [(label, m) for m in rows]
             if name == "multi-embeddings":  # per crowd photo, for the many-faces target
                 for photo in photos["crowd"]:
                     calls = {"baseline": base_call, "served": served}
+                    if peer is not None:
+                        calls["peer"] = peer_call
                     per_photo[photo.name] = alternating(name, calls, [photo], repeats)
         stages = stage_breakdown(client, photos["single"], repeats)
         shed = server.log().count("status=503")
-    return report(args, machine_description(providers), results, per_photo, stages, shed)
+    machine = machine_description(providers)
+    return report(args, machine, results, per_photo, stages, shed, peer, agreement)
 
 
 def main() -> None:
@@ -154,6 +182,12 @@ def main() -> None:
     # checkout, else the buffalo_sc the test session fetched.
     parser.add_argument("--pack-dir", type=Path, default=DEFAULT_PACK_DIR)
     parser.add_argument("--photos-dir", type=Path, default=DATA)
+    parser.add_argument(
+        "--peer",
+        metavar="NAME=URL",
+        help="also drive a running peer service, alternating with ours pass by pass: "
+        "insightface-rest=http://127.0.0.1:18080 (benchmarks/README.md says how to start it)",
+    )
     parser.add_argument("--out", type=Path, help="write the tables here (markdown)")
     args = parser.parse_args()
     args.env = dict(item.split("=", 1) for item in args.env)

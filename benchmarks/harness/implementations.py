@@ -66,6 +66,9 @@ class InProcess:
     def analyse(self, photo: Photo, max_faces: int = 750) -> int:
         return len(self._analyze(photo, max_faces, embed=True).faces)
 
+    def largest_face_embedding(self, photo: Photo) -> np.ndarray:
+        return self._analyze(photo, 1, embed=True).embeddings[0]
+
     def embed_crop(self, crop: Photo) -> int:
         from face_api.ops.timing import Timings
 

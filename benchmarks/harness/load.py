@@ -8,10 +8,12 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 
+from benchmarks.harness.cpu import CpuMeter
 from benchmarks.harness.measure import Measure
 from benchmarks.harness.photos import Photo
 
@@ -26,8 +28,11 @@ CLIENT_LIMITS = httpx.Limits(keepalive_expiry=2.0)
 class Workload:
     path: str
     extra: tuple[tuple[str, int], ...] = ()
+    body_of: Callable[[Photo], bytes] | None = None  # a peer's own body; else ours, from extra
 
     def body(self, photo: Photo) -> bytes:
+        if self.body_of is not None:
+            return self.body_of(photo)
         return json.dumps({"image": photo.b64, **dict(self.extra)}).encode()
 
 
@@ -56,15 +61,32 @@ def post(client: httpx.Client, workload: str, body: bytes) -> tuple[int, httpx.R
     return faces_in(workload, response.json()), response
 
 
-def _client_process(job: tuple[str, str, list[bytes], int, float, float]) -> tuple:
+def _poster(target: str, workload: str) -> tuple[dict[str, str], Callable[..., int]]:
+    """The headers and the call that posts one body and counts its faces, for our service
+    (``target`` "ours") or a peer."""
+    if target == "ours":
+        headers = {"x-api-key": API_KEY, "content-type": "application/json"}
+        return headers, lambda client, body: post(client, workload, body)[0]
+    from benchmarks.harness import peer
+
+    def call(client: httpx.Client, body: bytes) -> int:
+        response = client.post(peer.PEER_WORKLOADS[workload].path, content=body)
+        if response.status_code != 200:
+            raise RuntimeError(f"{target}: {response.status_code} {response.text[:200]}")
+        return peer.faces_in(response.json())
+
+    return peer.PEER_HEADERS, call
+
+
+def _client_process(job: tuple[str, str, str, list[bytes], int, float, float]) -> tuple:
     """One load-generating process: ``threads`` clients, each cycling over the bodies from
     ``start`` (a shared wall-clock time) until ``start + duration``."""
-    url, workload, bodies, threads, start, duration = job
+    target, url, workload, bodies, threads, start, duration = job
+    headers, send = _poster(target, workload)
     results: list[tuple[list[float], int, int]] = []
 
     def client_loop(offset: int) -> None:
         latencies, faces, errors = [], 0, 0
-        headers = {"x-api-key": API_KEY, "content-type": "application/json"}
         with httpx.Client(
             base_url=url, headers=headers, timeout=300, limits=CLIENT_LIMITS
         ) as client:
@@ -73,7 +95,7 @@ def _client_process(job: tuple[str, str, list[bytes], int, float, float]) -> tup
             while time.time() < start + duration:
                 t0 = time.perf_counter()
                 try:
-                    faces += post(client, workload, bodies[i % len(bodies)])[0]
+                    faces += send(client, bodies[i % len(bodies)])
                 except (httpx.HTTPError, RuntimeError):
                     errors += 1
                 latencies.append(time.perf_counter() - t0)
@@ -89,16 +111,29 @@ def _client_process(job: tuple[str, str, list[bytes], int, float, float]) -> tup
 
 
 def concurrent_load(
-    url: str, workload: str, bodies: list[bytes], clients: int, duration: float
+    url: str,
+    workload: str,
+    bodies: list[bytes],
+    clients: int,
+    duration: float,
+    cpu: CpuMeter,
+    target: str = "ours",
 ) -> Measure:
-    """``clients`` concurrent clients for ``duration`` seconds, spread over processes."""
+    """``clients`` concurrent clients for ``duration`` seconds, spread over processes; ``cpu``
+    meters the server's processes over the run."""
     processes = max(1, min(clients, os.cpu_count() or 1, 8))
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     start = time.time() + 2.0  # every process is up before the clock starts
-    jobs = [(url, workload, bodies, n, start, duration) for n in shares if n]
-    measure = Measure(workload, f"served, {clients} clients")
+    jobs = [(target, url, workload, bodies, n, start, duration) for n in shares if n]
+    mode = f"served, {clients} clients" if target == "ours" else f"{target}, {clients} clients"
+    measure = Measure(workload, mode)
     with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
-        for per_process in pool.map(_client_process, jobs):
+        running = pool.map_async(_client_process, jobs)
+        time.sleep(max(0.0, start - time.time()))
+        cpu_before = cpu.seconds()
+        outcome = running.get()
+        measure.cpu_s = cpu.seconds() - cpu_before
+        for per_process in outcome:
             for latencies, faces, errors in per_process:
                 measure.latencies += latencies
                 measure.faces += faces
