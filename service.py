@@ -83,12 +83,12 @@ info_app = FastAPI(
 info_app.include_router(gallery_router)
 MaxResults = Annotated[RequestInt, Field(ge=1, le=MAX_RESULTS_LIMIT)]
 API_DESCRIPTION = (
-    "Face detection and recognition: the /v1 face API of api-reference.md (detect, features, "
-    "embeddings, scores), decided where it is open by CONTRACT.md, and galleries of enrolled "
-    "faces for 1:N search (/v1/galleries). Every call except GET /v1/health and /v1/info/... "
-    "needs an `x-api-key` header. Errors: 401 missing or unknown key, 413 body over the limit, "
-    "422 invalid input in FastAPI's shape naming the field, 429 too many requests in flight, "
-    "503 inference backend unavailable or timed out (both with Retry-After)."
+    "Face detection and recognition: detect faces (boxes, scores, 5 landmarks), extract features "
+    "and embeddings, compare faces (cosine score), and galleries of enrolled faces for 1:N search "
+    "(/v1/galleries). Every call except GET /v1/health and /v1/info/... needs the API key, as an "
+    "`x-api-key` header or `Authorization: Bearer KEY`. Errors: 401 missing or unknown key, 413 "
+    "body over the limit, 422 invalid input in FastAPI's shape naming the field, 429 too many "
+    "requests in flight, 503 inference backend unavailable or timed out (both with Retry-After)."
 )
 BACKSTOP_TIMEOUT_S = 10
 # The runner answers `info` in milliseconds, even under load. A dead runner's socket is held by

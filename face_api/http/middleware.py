@@ -244,9 +244,21 @@ class ConcurrencyLimitMiddleware:
             self.in_flight -= 1
 
 
+def presented_key(scope: Scope) -> bytes | None:
+    """The key a request carries: its ``x-api-key`` header, else ``Authorization: Bearer KEY``
+    (what ``bentoml.SyncHTTPClient(url, token=KEY)`` sends)."""
+    key = _header(scope, b"x-api-key")
+    if key is not None:
+        return key
+    scheme, _, credentials = (_header(scope, b"authorization") or b"").partition(b" ")
+    if scheme.lower() == b"bearer":
+        return credentials
+    return None
+
+
 class ApiKeyMiddleware:
-    """401 for a request under /v1/ without a configured ``x-api-key``, except the public GETs
-    (``/v1/health``, ``/v1/info/...``).
+    """401 for a request under /v1/ without a configured key (``x-api-key: KEY`` or
+    ``Authorization: Bearer KEY``), except the public GETs (``/v1/health``, ``/v1/info/...``).
 
     The SHA-256 of the presented key is compared with every configured key's, each with
     ``hmac.compare_digest`` and no early exit: the time taken depends neither on which key, nor
@@ -268,9 +280,9 @@ class ApiKeyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.enabled and _needs_key(scope):
-            presented = _header(scope, b"x-api-key")
+            presented = presented_key(scope)
             if presented is None or not presented.strip():
-                message = "missing x-api-key header"
+                message = "missing API key: send an x-api-key header or Authorization: Bearer"
             elif not self._valid(presented):
                 message = "invalid API key"
             else:

@@ -3,7 +3,7 @@
 BentoML generates ``/docs.json`` from the API methods (FastAPI adds the mounted GET and gallery
 routes), but documents its own error bodies (400 ``InvalidArgument``, 404, 500) that the edge never
 lets through, and writes things standard tools refuse or misread. ``contract_openapi`` rewrites it:
-- 401, 413, 422 (FastAPI's shape), 429 and 503 on every POST, the key's security scheme;
+- 401, 413, 422 (FastAPI's shape), 429 and 503 on every POST, the key's two security schemes;
 - OpenAPI 3.1.0, the dialect pydantic's schemas (``anyOf`` with ``null``) are written in;
 - BentoML's native POSTs: a ``$ref`` to one named component for each body and answer (BentoML
   writes them inline beside a copy), ``requestBody.required``, their multipart twins' upload
@@ -26,8 +26,11 @@ from face_api.http.middleware import PUBLIC_GET_PREFIXES, ASGIApp, Receive, Scop
 OPENAPI_VERSION = "3.1.0"
 ERROR_MESSAGE = "ErrorMessage"
 API_KEY_SCHEME = "ApiKey"
+# Either carries a key: `x-api-key: KEY`, or `Authorization: Bearer KEY` (BentoML's client's
+# `token=`). An operation lists each as an alternative.
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    "Bearer": {"type": "http", "scheme": "bearer", "description": "the same API key"},
 }
 FACES_TAG, INFO_TAG = "Faces", "Info"
 # Error bodies BentoML documents but the edge never sends, and its task queue's (not served).

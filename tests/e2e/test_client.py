@@ -80,3 +80,18 @@ def test_client_surfaces_contract_errors(bento_client):
     with pytest.raises(bentoml.exceptions.BentoMLException) as err:
         bento_client.detect({"image": "@@@"})
     assert "image" in str(err.value)
+
+
+def test_the_client_authenticates_with_its_own_token_argument(server):
+    """`token=` sends `Authorization: Bearer KEY`: no header to set by hand."""
+    import bentoml
+
+    from tests.server import API_KEY
+
+    with bentoml.SyncHTTPClient(server.url, token=API_KEY, server_ready_timeout=30) as client:
+        assert len(client.detect({"image": b64(A)})["faces"]) == 1
+    with (
+        bentoml.SyncHTTPClient(server.url, token="wrong", server_ready_timeout=30) as client,
+        pytest.raises(bentoml.exceptions.BentoMLException, match="401|invalid API key"),
+    ):
+        client.detect({"image": b64(A)})

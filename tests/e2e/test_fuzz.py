@@ -90,7 +90,7 @@ def test_the_schema_documents_the_contract(server):
     for path in POSTS:
         operation = posts[path]
         assert set(operation["responses"]) == {"200", "401", "413", "422", "429", "503"}, path
-        assert operation["security"] == [{"ApiKey": []}]
+        assert operation["security"] == [{"ApiKey": []}, {"Bearer": []}]
         assert operation["description"], path
     assert spec["components"]["securitySchemes"]["ApiKey"] == {
         "type": "apiKey",

@@ -71,7 +71,18 @@ def make_client(keys=("k1", "k2"), enabled=True, max_bytes=1000) -> TestClient:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"x-api-key": ""}, {"x-api-key": "k3"}, {"x-api-key": "K1"}, {"x-api-key": "k1 "}],
+    [
+        {},
+        {"x-api-key": ""},
+        {"x-api-key": "k3"},
+        {"x-api-key": "K1"},
+        {"x-api-key": "k1 "},
+        {"authorization": "Bearer k3"},
+        {"authorization": "Bearer "},
+        {"authorization": "Basic k1"},  # only the Bearer scheme carries a key
+        {"authorization": "k1"},
+        {"x-api-key": "k3", "authorization": "Bearer k1"},  # x-api-key decides when sent
+    ],
 )
 def test_post_without_a_valid_key_is_401(headers):
     response = make_client().post("/v1/echo", headers=headers, content=b"{}")
@@ -88,6 +99,14 @@ def test_any_configured_key_passes_and_only_public_gets_need_none():
     assert client.get("/v1/echo").status_code == 401
     assert client.delete("/v1/echo").status_code == 401
     assert client.get("/v1/echo", headers={"x-api-key": "k1"}).status_code == 200
+
+
+@pytest.mark.parametrize("authorization", ["Bearer k1", "bearer k2", "BEARER k1"])
+def test_a_bearer_token_is_a_key_too(authorization):
+    client = make_client()
+    response = client.post("/v1/echo", headers={"authorization": authorization}, content=b"ab")
+    assert response.status_code == 200 and response.json() == {"size": 2}
+    assert client.get("/v1/echo", headers={"authorization": authorization}).status_code == 200
 
 
 def test_auth_off_lets_posts_through():

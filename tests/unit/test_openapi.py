@@ -113,7 +113,7 @@ def test_posts_document_the_contracts_errors_and_the_api_key():
     post = spec["paths"]["/v1/detect"]["post"]
     assert set(post["responses"]) == {"200", "401", "413", "422", "429", "503"}
     assert post["responses"]["422"] == POST_ERRORS["422"]
-    assert post["security"] == [{"ApiKey": []}]
+    assert post["security"] == [{"ApiKey": []}, {"Bearer": []}]
     assert "root_input" not in post["requestBody"]["content"]["application/json"]["schema"]
     assert spec["components"]["securitySchemes"]["ApiKey"]["in"] == "header"
     schemas = spec["components"]["schemas"]
@@ -138,7 +138,7 @@ def test_fastapi_routes_keep_their_errors_and_need_the_key():
     delete = spec["paths"]["/v1/galleries/{gallery}"]["delete"]
     assert delete["responses"]["404"] == {"description": "Unknown gallery"}
     assert {"401", "422", "503"} <= set(delete["responses"]) and "413" not in delete["responses"]
-    assert delete["security"] == [{"ApiKey": []}]
+    assert delete["security"] == [{"ApiKey": []}, {"Bearer": []}]
 
 
 def test_native_apis_refer_to_one_named_component_each_and_require_their_body():
