@@ -131,8 +131,16 @@ async def _search(svc: GalleryHost, gallery: str, body: SearchReqBody, image: An
         limit=body.max_results,
         threshold=body.threshold,
     )
+    threshold = body.threshold
+    if threshold is None:
+        threshold = float((await svc.model_info())["pack"]["match_threshold"])
     results = [
-        SearchResult(face_detect=d, matches=[MatchResult(**m) for m in matches])
+        SearchResult(
+            face_detect=d,
+            matches=[MatchResult(**m) for m in matches],
+            threshold=threshold,
+            match=bool(matches) and matches[0]["score"] >= threshold,
+        )
         for d, matches in zip(detects, found, strict=True)
     ]
     return SearchResponse(gallery=gallery, results=results)

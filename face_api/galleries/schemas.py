@@ -65,6 +65,13 @@ class MatchResult(WireModel):
 class SearchResult(WireModel):
     face_detect: DetectResult | None = None
     matches: list[MatchResult]
+    threshold: float = Field(
+        description="the score a match needs: the request's threshold, else the model pack's"
+    )
+    match: bool = Field(
+        description="whether the best match reaches the threshold: false for a stranger (the "
+        "matches are then only the closest faces) and for an empty gallery"
+    )
 
 
 class SearchResponse(WireModel):

@@ -73,3 +73,23 @@ def test_gallery_benchmark_runs_every_store_and_finds_every_probe(tmp_path):
         assert float(row[2].replace(",", "")) > 0  # bulk enroll faces/s
         assert float(row[4]) > 0 and float(row[6]) > 0  # search and numpy medians
         assert row[8] == "1.00", row  # rank-1 over every probe
+
+
+def test_verify_probe_compares_the_rules_on_every_identity_pair():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.probes.verify_scores"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {
+        cells[0]: cells
+        for line in result.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| rule")
+        for cells in [[c.strip() for c in line.split("|")[1:-1]]]
+    }
+    assert set(rows) == {"best (the service's)", "mean score", "centroid"}
+    assert float(rows["best (the service's)"][3]) > 0  # every same pair above every different one
+    assert "33 same-person and 264 different-person comparisons." in result.stdout

@@ -91,7 +91,7 @@ def threshold(api) -> float:
     return api.get(f"/v1/info/model/{DEFAULT_PACK}").json()["match_threshold"]
 
 
-def test_rank_1_is_the_right_person_for_every_other_frame(api, enrolled):
+def test_rank_1_is_the_right_person_for_every_other_frame(api, enrolled, threshold):
     probes = [
         (person, p) for person, ps in by_person().items() if person != HELD_OUT for p in ps[1:]
     ]
@@ -106,15 +106,24 @@ def test_rank_1_is_the_right_person_for_every_other_frame(api, enrolled):
         assert best["metadata"] == {"frame": by_person()[person][0].name}
         scores = [m["score"] for m in result["matches"]]
         assert scores == sorted(scores, reverse=True) and len(scores) == 5
+        assert result["match"] is True and result["threshold"] == threshold
 
 
 def test_someone_never_enrolled_matches_no_one_above_the_threshold(api, enrolled, threshold):
+    """Open-set search: a stranger's search says plainly that no one matches, with the pack's
+    threshold or the request's."""
     for photo in by_person()[HELD_OUT]:
         body = {"image": b64(photo), "threshold": threshold}
-        response = api.post("/v1/galleries/people/search", json=body)
-        assert response.json()["results"][0]["matches"] == [], photo.name
-        unfiltered = api.post("/v1/galleries/people/search", json={"image": b64(photo)})
-        assert unfiltered.json()["results"][0]["matches"][0]["score"] < threshold
+        (filtered,) = api.post("/v1/galleries/people/search", json=body).json()["results"]
+        assert filtered["matches"] == [] and filtered["match"] is False, photo.name
+        (closest,) = api.post(
+            "/v1/galleries/people/search", json={"image": b64(photo)}
+        ).json()["results"]
+        assert closest["matches"][0]["score"] < threshold == closest["threshold"]
+        assert closest["match"] is False  # the closest faces, and no match among them
+        loose = {"image": b64(photo), "threshold": -1.0}  # the request's threshold decides
+        (anyone,) = api.post("/v1/galleries/people/search", json=loose).json()["results"]
+        assert anyone["match"] is True and anyone["threshold"] == -1.0
 
 
 def test_verify_by_image_and_by_feature_multipart_too(api, enrolled, threshold):
