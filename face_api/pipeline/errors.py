@@ -28,6 +28,3 @@ class RequestError(Exception):
 def validation_body(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"detail": items}
 
-
-def detail_body(message: str) -> dict[str, str]:
-    return {"detail": message}

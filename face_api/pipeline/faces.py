@@ -5,7 +5,6 @@ Detections travel as float32 rows ``[x1, y1, x2, y2, score, lx0, ly0, ..., lx4, 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -15,10 +14,6 @@ from insightface.utils import face_align
 
 # The row format, as the detector writes it.
 from face_api.inference.detector import DETECTION_WIDTH as DETECTION_WIDTH
-
-# insightface's norm_crop calls scikit-image's deprecated SimilarityTransform.estimate; the warning
-# says nothing to an operator and would be printed by every worker.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"insightface\.utils\.face_align")
 
 
 class DetectSortType(IntEnum):

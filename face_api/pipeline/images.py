@@ -1,6 +1,7 @@
 """Decoding request images: base64, limits from the header, EXIF orientation, 8-bit BGR.
 
-Pixels are decoded once, here, and stay in this process; only small tensors go to the runner.
+The runner decodes (the API worker hands it the encoded bytes the client sent), once per image;
+the pixels stay in the runner's process.
 """
 
 from __future__ import annotations
