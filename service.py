@@ -37,6 +37,7 @@ from face_api.http.openapi import DocsMiddleware, contract_openapi
 from face_api.http.runner_client import RunnerClient
 from face_api.http.schemas import (
     MAX_RESULTS_LIMIT,
+    CropReqBody,
     DetectReqBody,
     DetectResponse,
     DetectSortTypeValue,
@@ -144,17 +145,19 @@ class FaceAPI:
     async def detect(self, body: DetectReqBody, /) -> DetectResponse:
         """Detects many people's faces in one image: box, confidence, 5 landmarks."""
         image = image_from_base64(body.image)
-        return await self.faces.detect(image, body.seq, body.detect_sort_type, body.max_results)
+        return await self.faces.detect(
+            image, body.seq, body.detect_sort_type, body.max_results, body.return_quality
+        )
 
     @bentoml.api(route="/v1/feature")
     @handled
     async def feature(self, body: FeatureReqBody, /) -> FeatureResponse:
         """Extracts the largest face's feature (base64 of little-endian float32) from one image."""
-        return await self.faces.feature(image_from_base64(body.image))
+        return await self.faces.feature(image_from_base64(body.image), body.return_quality)
 
     @bentoml.api(route="/v1/feature-only")
     @handled
-    async def feature_only(self, body: FeatureReqBody, /) -> FeatureResponse:
+    async def feature_only(self, body: CropReqBody, /) -> FeatureResponse:
         """Extracts the feature of one already aligned 112x112 face crop (no detection)."""
         return await self.faces.feature_only(image_from_base64(body.image))
 
@@ -168,11 +171,11 @@ class FaceAPI:
     @handled
     async def embeddings(self, body: EmbeddingsReqBody, /) -> EmbeddingsResponse:
         """Extracts the largest face's embedding (a list of floats) from one image."""
-        return await self.faces.embeddings(image_from_base64(body.image))
+        return await self.faces.embeddings(image_from_base64(body.image), body.return_quality)
 
     @bentoml.api(route="/v1/embeddings-only")
     @handled
-    async def embeddings_only(self, body: EmbeddingsReqBody, /) -> EmbeddingsResponse:
+    async def embeddings_only(self, body: CropReqBody, /) -> EmbeddingsResponse:
         """Extracts the embedding of one already aligned 112x112 face crop (no detection)."""
         return await self.faces.embeddings_only(image_from_base64(body.image))
 
@@ -204,15 +207,21 @@ class FaceAPI:
         seq: RequestInt = 0,
         maxResults: MaxResults = 750,  # noqa: N803 - the wire name
         detectSortType: DetectSortTypeValue = 0,  # noqa: N803
+        returnQuality: bool = False,  # noqa: N803
     ) -> DetectResponse:
         """The multipart twin of /v1/detect: the image as an uploaded file."""
-        return await self.faces.detect(image_from_file(image), seq, detectSortType, maxResults)
+        image_ = image_from_file(image)
+        return await self.faces.detect(image_, seq, detectSortType, maxResults, returnQuality)
 
     @bentoml.api(route="/v1/file/feature")
     @handled
-    async def file_feature(self, image: Path) -> FeatureResponse:
+    async def file_feature(
+        self,
+        image: Path,
+        returnQuality: bool = False,  # noqa: N803 - the wire name (a form value: lax)
+    ) -> FeatureResponse:
         """The multipart twin of /v1/feature: the image as an uploaded file."""
-        return await self.faces.feature(image_from_file(image))
+        return await self.faces.feature(image_from_file(image), returnQuality)
 
     @bentoml.api(route="/v1/file/feature-only")
     @handled
@@ -222,9 +231,13 @@ class FaceAPI:
 
     @bentoml.api(route="/v1/file/embeddings")
     @handled
-    async def file_embeddings(self, image: Path) -> EmbeddingsResponse:
+    async def file_embeddings(
+        self,
+        image: Path,
+        returnQuality: bool = False,  # noqa: N803 - the wire name (a form value: lax)
+    ) -> EmbeddingsResponse:
         """The multipart twin of /v1/embeddings: the image as an uploaded file."""
-        return await self.faces.embeddings(image_from_file(image))
+        return await self.faces.embeddings(image_from_file(image), returnQuality)
 
     @bentoml.api(route="/v1/file/embeddings-only")
     @handled

@@ -85,7 +85,7 @@ class BatchedBackend:
         self.decode = detector.decode
         self.recognizer = ContinuousBatcher(
             "embed",
-            engine.embed,
+            engine.features,  # raw: the pipeline normalizes, keeping the norms
             settings.embed_max_batch_size,
             on_batch=batch_rows.labels(method="embed").observe,
         )
@@ -158,16 +158,22 @@ class InsightFaceRunner:
 
     @bentoml.api
     async def analyze(
-        self, images: list[tuple[str, bytes]], max_faces: int, sort_type: int, embed: bool
+        self,
+        images: list[tuple[str, bytes]],
+        max_faces: int,
+        sort_type: int,
+        embed: bool,
+        quality: bool = False,
     ) -> RunnerAnswer:
         """Encoded images, each with the request field it came in -> per image ``faces``
         ((K, 15) float32 in image pixels), ``embeddings`` ((K, D) or None), ``height``,
-        ``width``; or ``error`` for the first image that cannot be decoded."""
+        ``width``, ``quality`` ((K, 6) measures or None); or ``error`` for the first image that
+        cannot be decoded."""
         timings = Timings()
 
         async def work() -> list[dict[str, Any]]:
             found = await self.pipeline.analyze(
-                images, max_faces, DetectSortType(sort_type), embed, timings
+                images, max_faces, DetectSortType(sort_type), embed, timings, quality
             )
             return [_plain(a) for a in found]
 
@@ -217,4 +223,5 @@ def _plain(analysis: Analysis) -> dict[str, Any]:
         "embeddings": analysis.embeddings,
         "height": analysis.height,
         "width": analysis.width,
+        "quality": analysis.quality,
     }

@@ -25,6 +25,7 @@ from face_api.galleries.schemas import (
     GalleryEntry,
     GalleryList,
     MatchResult,
+    QualityFilterName,
     SearchReqBody,
     SearchResponse,
     SearchResult,
@@ -34,14 +35,16 @@ from face_api.galleries.schemas import (
     VerifyResponse,
 )
 from face_api.http.handling import BACKEND_ERRORS, StatusError, handled
-from face_api.http.results import detect_result
+from face_api.http.results import detect_results, verdict
 from face_api.http.runner_client import RunnerClient
 from face_api.http.schemas import ErrorMessage
 from face_api.ops.settings import get_settings
+from face_api.pipeline.analysis import Analysis
 from face_api.pipeline.errors import RequestError
 from face_api.pipeline.faces import DetectSortType
 from face_api.pipeline.features import decode_feature
 from face_api.pipeline.images import decode_base64
+from face_api.pipeline.quality import QualityFilter, refusals
 
 PAGE_LIMIT = 1000
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -90,25 +93,54 @@ async def _call(svc: GalleryHost, method: str, **kwargs: Any) -> Any:
 
 
 async def _probes(
-    svc: GalleryHost, image: bytes | str | None, feature: str | None, all_faces: bool, limit: int
-) -> tuple[np.ndarray, list[Any]]:
-    """Unit features to store or search with, and each one's face_detect (None for a feature)."""
+    svc: GalleryHost,
+    image: bytes | str | None,
+    feature: str | None,
+    all_faces: bool,
+    limit: int,
+    quality: bool = False,
+) -> tuple[np.ndarray, list[Any], Analysis | None]:
+    """Unit features to store or search with, each one's face_detect (None for a feature, with
+    its quality if ``quality``), and the image's analysis (None for a feature)."""
     if (image is None) == (feature is None):
         raise RequestError("image", "give exactly one of image or feature")
     if feature is not None:
-        return decode_feature(feature, "feature")[np.newaxis], [None]
+        return decode_feature(feature, "feature")[np.newaxis], [None], None
     data = decode_base64(image, "image") if isinstance(image, str) else image
     max_faces = min(limit if all_faces else 1, get_settings().max_results_cap)
-    (found,) = await svc.client.analyze([("image", data)], max_faces, DetectSortType.AREA, True)
+    (found,) = await svc.client.analyze(
+        [("image", data)], max_faces, DetectSortType.AREA, True, quality
+    )
     if not len(found.faces):
         raise RequestError("image", "no face found in the image", type_="value_error.no_face")
-    shape = (found.height, found.width)
-    return found.embeddings, [detect_result(f, shape) for f in found.faces]
+    return found.embeddings, detect_results(found), found
+
+
+def _check_quality(found: Analysis, bar: QualityFilter) -> None:
+    """Refuses the image when a face to enroll is below ``bar``: 422 naming the reasons."""
+    for position, (face, measures) in enumerate(zip(found.faces, found.quality, strict=True)):
+        refused = refusals(verdict(face, measures), bar)
+        if refused:
+            which = "its face" if len(found.faces) == 1 else f"face {position + 1} (by size)"
+            raise RequestError(
+                "image",
+                f"{which} is below the {bar.value} quality bar: "
+                f"{', '.join(r.value for r in refused)}",
+                type_="value_error.quality",
+            )
 
 
 # -- enroll, search, verify -----------------------------------------------------------------------
 async def _enroll(svc: GalleryHost, gallery: str, body: EnrollReqBody, image: Any) -> Any:
-    features, detects = await _probes(svc, image, body.feature, body.all_faces, body.max_results)
+    bar = QualityFilter(body.quality_filter)
+    judge = bar is not QualityFilter.NONE
+    features, _, found = await _probes(
+        svc, image, body.feature, body.all_faces, body.max_results, judge
+    )
+    if found is not None and judge:
+        _check_quality(found, bar)
+        found.quality = None  # judged, not reported: enroll's answer stays as it was
+    detects = detect_results(found) if found is not None else [None]
     ids = await _call(
         svc,
         "enroll",
@@ -122,7 +154,9 @@ async def _enroll(svc: GalleryHost, gallery: str, body: EnrollReqBody, image: An
 
 
 async def _search(svc: GalleryHost, gallery: str, body: SearchReqBody, image: Any) -> Any:
-    features, detects = await _probes(svc, image, body.feature, body.all_faces, body.max_faces)
+    features, detects, _ = await _probes(
+        svc, image, body.feature, body.all_faces, body.max_faces, body.return_quality
+    )
     found = await _call(
         svc,
         "search",
@@ -147,7 +181,7 @@ async def _search(svc: GalleryHost, gallery: str, body: SearchReqBody, image: An
 
 
 async def _verify(svc: GalleryHost, gallery: str, body: VerifyReqBody, image: Any) -> Any:
-    features, detects = await _probes(svc, image, body.feature, False, 1)
+    features, detects, _ = await _probes(svc, image, body.feature, False, 1)
     best = await _call(
         svc,
         "verify",
@@ -210,6 +244,7 @@ async def file_enroll(
     metadata: Annotated[str | None, Form(description="a JSON object")] = None,
     allFaces: Annotated[bool, Form()] = False,  # noqa: N803 - the wire name
     maxResults: Annotated[int, Form(ge=1, le=1000)] = 128,  # noqa: N803
+    qualityFilter: Annotated[QualityFilterName, Form()] = "AUTO",  # noqa: N803
 ) -> Any:
     """The multipart twin of POST /v1/galleries/{gallery}/faces."""
     body = EnrollReqBody(
@@ -217,6 +252,7 @@ async def file_enroll(
         metadata=_metadata_form(metadata),
         all_faces=allFaces,
         max_results=maxResults,
+        quality_filter=qualityFilter,
     )
     return await _enroll(svc, gallery, body, await image.read())
 
@@ -231,10 +267,15 @@ async def file_search(
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
     allFaces: Annotated[bool, Form()] = False,  # noqa: N803
     maxFaces: Annotated[int, Form(ge=1, le=1000)] = 128,  # noqa: N803
+    returnQuality: Annotated[bool, Form()] = False,  # noqa: N803
 ) -> Any:
     """The multipart twin of POST /v1/galleries/{gallery}/search."""
     body = SearchReqBody(
-        max_results=maxResults, threshold=threshold, all_faces=allFaces, max_faces=maxFaces
+        max_results=maxResults,
+        threshold=threshold,
+        all_faces=allFaces,
+        max_faces=maxFaces,
+        return_quality=returnQuality,
     )
     return await _search(svc, gallery, body, await image.read())
 

@@ -3,15 +3,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, StrictBool
 
-from face_api.http.schemas import MAX_RESULTS_LIMIT, DetectResult, RequestInt, WireModel
+from face_api.http.schemas import (
+    MAX_RESULTS_LIMIT,
+    DetectResult,
+    RequestInt,
+    ReturnQuality,
+    WireModel,
+)
 
 Subject = Field(min_length=1, max_length=256, description="the enrolled person's name or id")
 Image = Field(None, description="base64 encoded image; give either image or feature")
 Feature = Field(None, description="a feature as /v1/feature returns it; or give image")
+
+
+QualityFilterName = Literal["NONE", "LOW", "MEDIUM", "HIGH", "AUTO"]
 
 
 class EnrollReqBody(WireModel):
@@ -25,6 +34,13 @@ class EnrollReqBody(WireModel):
         False, alias="allFaces", description="enroll every face (up to maxResults), not the largest"
     )
     max_results: RequestInt = Field(128, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT)
+    quality_filter: QualityFilterName = Field(
+        "AUTO",
+        alias="qualityFilter",
+        description="the quality bar an image's face must clear to be enrolled: NONE; LOW "
+        "(refuses what is hardly a face: too small or too unsure); MEDIUM (refuses any face "
+        "graded low); HIGH (only faces graded high); AUTO, the default, is MEDIUM",
+    )
 
 
 class EnrolledFace(WireModel):
@@ -53,6 +69,7 @@ class SearchReqBody(WireModel):
     max_faces: RequestInt = Field(
         128, alias="maxFaces", ge=1, le=MAX_RESULTS_LIMIT, description="probe faces with allFaces"
     )
+    return_quality: StrictBool = ReturnQuality
 
 
 class MatchResult(WireModel):

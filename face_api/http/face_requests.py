@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 
 from face_api import __version__
-from face_api.http.results import detect_result, embedding_list, no_face, whole_crop
+from face_api.http.results import (
+    detect_result,
+    detect_results,
+    embedding_list,
+    no_face,
+    whole_crop,
+)
 from face_api.http.runner_client import RunnerClient
 from face_api.http.schemas import (
     DetectResponse,
@@ -102,14 +108,15 @@ class FaceRequests:
 
     # -- one image, its faces ------------------------------------------------------------------
     async def detect(
-        self, image: Image, seq: int, sort_type: int, max_results: int
+        self, image: Image, seq: int, sort_type: int, max_results: int, quality: bool = False
     ) -> DetectResponse:
-        found = await self._analyze(image, max_results, DetectSortType(sort_type), embed=False)
-        shape = (found.height, found.width)
-        return DetectResponse(seq=seq, faces=[detect_result(f, shape) for f in found.faces])
+        found = await self._analyze(
+            image, max_results, DetectSortType(sort_type), embed=False, quality=quality
+        )
+        return DetectResponse(seq=seq, faces=detect_results(found))
 
-    async def feature(self, image: Image) -> FeatureResponse:
-        found = await self._faces_with_embeddings(image, 1)
+    async def feature(self, image: Image, quality: bool = False) -> FeatureResponse:
+        found = await self._faces_with_embeddings(image, 1, quality)
         if not found:
             return FeatureResponse(version=__version__, feature="", face_detect=no_face())
         face, embedding = found[0]
@@ -117,8 +124,8 @@ class FaceRequests:
             version=__version__, feature=encode_feature(embedding), face_detect=face
         )
 
-    async def embeddings(self, image: Image) -> EmbeddingsResponse:
-        found = await self._faces_with_embeddings(image, 1)
+    async def embeddings(self, image: Image, quality: bool = False) -> EmbeddingsResponse:
+        found = await self._faces_with_embeddings(image, 1, quality)
         if not found:
             return EmbeddingsResponse(version=__version__, embeddings=[], face_detect=no_face())
         face, embedding = found[0]
@@ -173,22 +180,24 @@ class FaceRequests:
 
     # -- internals -----------------------------------------------------------------------------
     async def _analyze(
-        self, image: Image, max_results: int, sort_type: DetectSortType, embed: bool
+        self,
+        image: Image,
+        max_results: int,
+        sort_type: DetectSortType,
+        embed: bool,
+        quality: bool = False,
     ) -> Analysis:
         limit = min(max_results, get_settings().max_results_cap)
-        (found,) = await self.client.analyze([image], limit, sort_type, embed)
+        (found,) = await self.client.analyze([image], limit, sort_type, embed, quality)
         return found
 
     async def _faces_with_embeddings(
-        self, image: Image, max_results: int
+        self, image: Image, max_results: int, quality: bool = False
     ) -> list[tuple[Any, np.ndarray]]:
-        found = await self._analyze(image, max_results, DetectSortType.AREA, embed=True)
-        shape = (found.height, found.width)
+        found = await self._analyze(image, max_results, DetectSortType.AREA, True, quality)
         if not len(found.faces):
             return []
-        return [
-            (detect_result(f, shape), e) for f, e in zip(found.faces, found.embeddings, strict=True)
-        ]
+        return list(zip(detect_results(found), found.embeddings, strict=True))
 
     async def _crop_embedding(self, crop: Image) -> tuple[np.ndarray, Any]:
         """The crop's embedding, and its ``face_detect`` (the whole crop: no detection ran)."""

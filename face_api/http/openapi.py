@@ -208,7 +208,7 @@ def _require_every_answer_key(spec: dict[str, Any]) -> None:
     """Mark every key of every answer's schema required: the server always sends them all, and
     a client generator otherwise types each one "maybe unset". A schema that requests use too
     is left as it is, and so is ``HealthResponse``, whose 200 (``{"status": "ok"}``) has no
-    ``detail``."""
+    ``detail``; a key marked ``x-sent-when`` comes only when the request asks for it."""
     schemas = spec["components"]["schemas"]
     answers, requests = set(), set()
     for item in spec["paths"].values():
@@ -219,9 +219,11 @@ def _require_every_answer_key(spec: dict[str, Any]) -> None:
             requests |= _referenced(operation.get("requestBody", {}), schemas)
             requests |= _referenced(operation.get("parameters", []), schemas)
     for name in answers - requests - {"HealthResponse"}:
-        schema = schemas[name]
-        if schema.get("properties"):
-            schema["required"] = list(schema["properties"])
+        properties = schemas[name].get("properties", {})
+        if properties:
+            schemas[name]["required"] = [
+                key for key, field in properties.items() if "x-sent-when" not in field
+            ]
 
 
 def _referenced(node: Any, schemas: dict[str, Any], found: set[str] | None = None) -> set[str]:

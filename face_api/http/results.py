@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from face_api.http.schemas import BoundingBox, DetectResult, Landmark
+from face_api.http.schemas import BoundingBox, DetectResult, FaceQuality, Landmark
+from face_api.ops.settings import get_settings
+from face_api.pipeline import quality as face_quality
+from face_api.pipeline.analysis import Analysis
 from face_api.pipeline.faces import landmarks_of
 
 
@@ -12,8 +15,47 @@ def _clip_round(values: np.ndarray, upper: float) -> list[int]:
     return [int(v) for v in np.clip(np.rint(values), 0, upper)]
 
 
-def detect_result(face: np.ndarray, image_shape: tuple[int, ...]) -> DetectResult:
-    """One detection row as a ``DetectResult``: integer pixels clipped to the image."""
+def quality_bars() -> tuple[face_quality.Bar, face_quality.Bar]:
+    """The settings' bars for the grades medium and high."""
+    s = get_settings()
+    pairs = (
+        s.quality_face_px,
+        s.quality_confidence,
+        s.quality_sharpness,
+        s.quality_brightness,
+        s.quality_pose_deg,
+    )
+    return face_quality.Bar(*(p[0] for p in pairs)), face_quality.Bar(*(p[1] for p in pairs))
+
+
+def verdict(face: np.ndarray, measures: np.ndarray) -> face_quality.Verdict:
+    return face_quality.grade(face, measures, *quality_bars())
+
+
+def quality_of(face: np.ndarray, measures: np.ndarray) -> FaceQuality:
+    judged = verdict(face, measures)
+    sharpness, brightness, yaw, pitch, roll, norm = (float(m) for m in measures)
+    worst_first = sorted(judged.reasons, key=lambda r: judged.reasons[r] != "low")
+    return FaceQuality(
+        grade=judged.grade.value,
+        reasons=[r.value for r in worst_first],
+        face_size=round(face_quality.face_size(face), 1),
+        interocular_distance=round(face_quality.interocular(face), 1),
+        yaw=round(yaw, 1),
+        pitch=round(pitch, 1),
+        roll=round(roll, 1),
+        sharpness=round(sharpness, 3),
+        brightness=round(brightness, 3),
+        detector_score=float(face[4]),
+        embedding_norm=None if np.isnan(norm) else round(norm, 3),
+    )
+
+
+def detect_result(
+    face: np.ndarray, image_shape: tuple[int, ...], measures: np.ndarray | None = None
+) -> DetectResult:
+    """One detection row as a ``DetectResult``: integer pixels clipped to the image, and its
+    quality where its ``measures`` came (the request asked for them)."""
     height, width = image_shape[:2]
     left, right = _clip_round(face[[0, 2]], width)
     top, bottom = _clip_round(face[[1, 3]], height)
@@ -25,7 +67,15 @@ def detect_result(face: np.ndarray, image_shape: tuple[int, ...]) -> DetectResul
         confidence=float(face[4]),
         bounding_box=BoundingBox(left=left, top=top, right=right, bottom=bottom),
         landmarks=[Landmark(x=x, y=y) for x, y in zip(xs, ys, strict=True)],
+        quality=None if measures is None else quality_of(face, measures),
     )
+
+
+def detect_results(found: Analysis) -> list[DetectResult]:
+    """An analysed image's faces, each with its quality when it was measured."""
+    shape = (found.height, found.width)
+    measures = found.quality if found.quality is not None else [None] * len(found.faces)
+    return [detect_result(f, shape, m) for f, m in zip(found.faces, measures, strict=True)]
 
 
 def no_face() -> DetectResult:

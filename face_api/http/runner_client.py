@@ -32,7 +32,12 @@ class RunnerClient:
         self.runner = runner  # the ``bentoml.depends`` handle of ``InsightFaceRunner``
 
     async def analyze(
-        self, images: Sequence[Image], max_faces: int, sort_type: DetectSortType, embed: bool
+        self,
+        images: Sequence[Image],
+        max_faces: int,
+        sort_type: DetectSortType,
+        embed: bool,
+        quality: bool = False,
     ) -> list[Analysis]:
         found = await self._call(
             "analyze",
@@ -40,6 +45,7 @@ class RunnerClient:
             max_faces=max_faces,
             sort_type=int(sort_type),
             embed=embed,
+            quality=quality,
         )
         return [Analysis(**item) for item in found]
 

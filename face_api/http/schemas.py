@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool
 
 MAX_RESULTS_LIMIT = 1000
 # Numbers must be JSON integers: `true`, `1.5` or `"10"` are a 422, not silently coerced (multipart
@@ -37,6 +37,14 @@ Base64Image = Field(
 )
 
 
+ReturnQuality = Field(
+    False, alias="returnQuality", description="add each face's quality (grade, reasons, measures)"
+)
+# A response key sent only when its request asked for it; the published document keeps it out
+# of the answer's required keys.
+SENT_WHEN_ASKED = {"x-sent-when": "returnQuality"}
+
+
 class DetectReqBody(WireModel):
     seq: RequestInt = Field(0, description="echoed back in the response")
     max_results: RequestInt = Field(750, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT)
@@ -46,14 +54,23 @@ class DetectReqBody(WireModel):
         description="0: largest box first, 1: highest confidence first, 2: left to right",
     )
     image: str = Base64Image
+    return_quality: StrictBool = ReturnQuality
 
 
 class FeatureReqBody(WireModel):
     image: str = Base64Image
+    return_quality: StrictBool = ReturnQuality
 
 
 class EmbeddingsReqBody(WireModel):
     image: str = Base64Image
+    return_quality: StrictBool = ReturnQuality
+
+
+class CropReqBody(WireModel):
+    """An already aligned face crop (``/v1/feature-only``, ``/v1/embeddings-only``)."""
+
+    image: str = Field(description="base64 of an aligned 112x112 face crop (PNG or JPEG)")
 
 
 class MultiFeatureReqBody(WireModel):
@@ -92,11 +109,40 @@ class Landmark(WireModel):
     y: int = 0
 
 
+QualityGrade = Literal["low", "medium", "high"]
+QualityReason = Literal[
+    "SMALL_FACE", "LOW_CONFIDENCE", "LOW_SHARPNESS", "LOW_BRIGHTNESS", "EXTREME_POSE"
+]
+
+
+class FaceQuality(WireModel):
+    """A face's quality verdict and the measures behind it (face_api/pipeline/quality.py)."""
+
+    grade: QualityGrade
+    reasons: list[QualityReason] = Field(description="why it is below high, the worst first")
+    face_size: float = Field(alias="faceSize", description="the box's shorter side, pixels")
+    interocular_distance: float = Field(alias="interocularDistance", description="pixels")
+    yaw: float = Field(description="degrees; positive: turned to the image's right")
+    pitch: float = Field(description="degrees; positive: looking up")
+    roll: float = Field(description="degrees: the eye and mouth lines' angle")
+    sharpness: float = Field(description="0-1, from the aligned crop's Laplacian variance")
+    brightness: float = Field(description="0-1, the aligned crop's mean luma")
+    detector_score: float = Field(alias="detectorScore")
+    embedding_norm: float | None = Field(
+        alias="embeddingNorm", description="before normalization; null where not embedded"
+    )
+
+
 class DetectResult(WireModel):
     processed: bool = False
     confidence: float = 0.0
     bounding_box: BoundingBox = Field(default_factory=BoundingBox, alias="boundingBox")
     landmarks: list[Landmark] = Field(default_factory=list)
+    quality: FaceQuality | None = Field(
+        None,
+        exclude_if=lambda value: value is None,  # without returnQuality: today's answer exactly
+        json_schema_extra=SENT_WHEN_ASKED,
+    )
 
 
 class DetectResponse(WireModel):

@@ -238,10 +238,15 @@ class FaceEngine:
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """(N, 112, 112, 3) uint8 aligned BGR crops -> (N, D) float32 unit embeddings."""
+        return normalize(self.features(crops))
+
+    def features(self, crops: np.ndarray) -> np.ndarray:
+        """The recognizer's raw (N, D) outputs for aligned crops: their norms are a quality
+        signal, lost once normalized."""
         if len(crops) == 0:
             return np.zeros((0, self.embedding_size), dtype=np.float32)
         if not self._pads_batches:
-            return normalize(self.recognizer.get_feat(list(crops)))
+            return np.asarray(self.recognizer.get_feat(list(crops)), np.float32)
         most = self.settings.embed_max_batch_size
         out = []
         for start in range(0, len(crops), most):
@@ -249,7 +254,7 @@ class FaceEngine:
             padded = np.zeros((bucket_for(len(chunk), most), *chunk.shape[1:]), dtype=np.uint8)
             padded[: len(chunk)] = chunk
             out.append(self.recognizer.get_feat(list(padded))[: len(chunk)])
-        return normalize(np.concatenate(out))
+        return np.asarray(np.concatenate(out), np.float32)
 
 
 def route_pack(pack_dir: Path) -> tuple[SCRFD, ArcFaceONNX]:

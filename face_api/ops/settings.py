@@ -71,6 +71,18 @@ class Settings(BaseSettings):
     # An enrolled face's metadata, serialized as JSON (UTF-8), at most this many bytes.
     gallery_metadata_max_bytes: int = Field(GALLERY_METADATA_MAX_BYTES, ge=2, le=64 * 1024)
 
+    # --- face quality (returnQuality, enrollment's qualityFilter) ----------------------------
+    # Each pair: the least a face needs to be graded medium, then high (pose: the most yaw or
+    # pitch), as JSON (`FACE_QUALITY_FACE_PX='[48, 80]'`). Chosen on the 33 identity frames and
+    # their degradations (benchmarks/README.md, "Face quality"): every clean frame at least
+    # medium, every frame blurred by sigma 5, darkened to a quarter or shrunk to a 40-pixel-wide
+    # face low.
+    quality_face_px: tuple[float, float] = (48.0, 80.0)  # the box's shorter side, pixels
+    quality_confidence: tuple[float, float] = (0.55, 0.65)  # the detector's score
+    quality_sharpness: tuple[float, float] = (0.10, 0.40)  # 0-1, face_api/pipeline/quality.py
+    quality_brightness: tuple[float, float] = (0.15, 0.25)  # the crop's mean luma, 0-1
+    quality_pose_deg: tuple[float, float] = (70.0, 40.0)  # the most |yaw| or |pitch|
+
     # --- ONNX Runtime ---------------------------------------------------------------------
     intra_op_threads: int = Field(default_factory=available_cpu_count, ge=1)
     # Idle intra-op threads spinning after a run: faster back-to-back runs, but they take cores

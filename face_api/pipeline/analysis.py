@@ -18,7 +18,9 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from face_api.inference.vectors import normalize
 from face_api.ops.timing import Timings
+from face_api.pipeline import quality
 from face_api.pipeline.errors import RequestError
 from face_api.pipeline.faces import (
     DetectSortType,
@@ -38,6 +40,7 @@ Image = tuple[str, bytes]  # (the request field it came in, its encoded bytes)
 
 class InferenceBackend(Protocol):
     async def detect(self, canvases: np.ndarray, timings: Timings) -> list[np.ndarray]: ...
+    # The recognizer's raw outputs: the pipeline normalizes them, keeping their norms.
     async def embed(self, crops: np.ndarray, timings: Timings) -> np.ndarray: ...
 
 
@@ -55,7 +58,7 @@ class EngineBackend:
 
     async def embed(self, crops: np.ndarray, timings: Timings) -> np.ndarray:
         with timings.stage("embed"):
-            return self.engine.embed(crops)
+            return self.engine.features(crops)
 
 
 @dataclass
@@ -67,6 +70,8 @@ class Analysis:
     embeddings: np.ndarray | None
     height: int
     width: int
+    # (K, 6) per face, in ``quality.MEASURES`` order, when asked for.
+    quality: np.ndarray | None = None
 
 
 class FacePipeline:
@@ -118,9 +123,11 @@ class FacePipeline:
         sort_type: DetectSortType,
         embed: bool,
         timings: Timings,
+        quality: bool = False,
     ) -> list[Analysis]:
-        """Every image's faces (the first ``max_faces`` in ``sort_type`` order), and their
-        embeddings if ``embed``: all images' detections in one pass, all crops together."""
+        """Every image's faces (the first ``max_faces`` in ``sort_type`` order), their
+        embeddings if ``embed``, their quality measures if ``quality``: all images' detections
+        in one pass, all crops together."""
         with timings.stage("decode"):
             pictures = await self._decode_all(images)
         with timings.stage("letterbox"):
@@ -135,13 +142,22 @@ class FacePipeline:
             for rows, b, picture in zip(found, boxed, pictures, strict=True)
         ]
         embeddings: list[np.ndarray | None] = [None] * len(pictures)
-        if embed:
+        measures: list[np.ndarray | None] = [None] * len(pictures)
+        if embed or quality:
             with timings.stage("align"):
                 crops = await self._each(self._align, pictures, faces)
-            embeddings = self._split(await self.embed(np.concatenate(crops), timings), crops)
+            norms: list[np.ndarray | None] = [None] * len(pictures)
+            if embed:
+                unit, all_norms = await self.embed_with_norms(np.concatenate(crops), timings)
+                embeddings, norms = self._split(unit, crops), self._split(all_norms, crops)
+            if quality:
+                with timings.stage("quality"):
+                    measures = [
+                        _measures(f, c, n) for f, c, n in zip(faces, crops, norms, strict=True)
+                    ]
         return [
-            Analysis(f, e, p.shape[0], p.shape[1])
-            for f, e, p in zip(faces, embeddings, pictures, strict=True)
+            Analysis(f, e, p.shape[0], p.shape[1], q)
+            for f, e, p, q in zip(faces, embeddings, pictures, measures, strict=True)
         ]
 
     async def embed_crops(self, images: Sequence[Image], timings: Timings) -> np.ndarray:
@@ -150,7 +166,8 @@ class FacePipeline:
             crops = await self._decode_all(images)
         for (field, _), crop in zip(images, crops, strict=True):
             self.check_crop(crop, field)
-        return await self.embed(np.stack(crops), timings)
+        unit, _ = await self.embed_with_norms(np.stack(crops), timings)
+        return unit
 
     def check_crop(self, crop: np.ndarray, field: str) -> np.ndarray:
         height, width = crop.shape[:2]
@@ -163,21 +180,37 @@ class FacePipeline:
             )
         return crop
 
-    async def embed(self, crops: np.ndarray, timings: Timings) -> np.ndarray:
-        """Unit embeddings of aligned crops, in chunks of the runner's batch size, concurrently
-        (so other requests' crops can share the passes)."""
+    async def embed_with_norms(
+        self, crops: np.ndarray, timings: Timings
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Unit embeddings of aligned crops and the recognizer's norms before normalization, in
+        chunks of the runner's batch size, concurrently (so other requests' crops can share the
+        passes)."""
         if len(crops) == 0:
-            return np.zeros((0, 0), np.float32)
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.float32)
         if len(crops) <= self.embed_chunk:
-            return await self.backend.embed(crops, timings)
-        chunks = [crops[i : i + self.embed_chunk] for i in range(0, len(crops), self.embed_chunk)]
-        parts = await asyncio.gather(*(self.backend.embed(c, timings) for c in chunks))
-        return np.concatenate(parts)
+            raw = await self.backend.embed(crops, timings)
+        else:
+            chunks = [
+                crops[i : i + self.embed_chunk] for i in range(0, len(crops), self.embed_chunk)
+            ]
+            raw = np.concatenate(
+                await asyncio.gather(*(self.backend.embed(c, timings) for c in chunks))
+            )
+        return normalize(raw), np.linalg.norm(raw, axis=1).astype(np.float32)
 
     @staticmethod
-    def _split(embeddings: np.ndarray, crops: list[np.ndarray]) -> list[np.ndarray | None]:
+    def _split(rows: np.ndarray, crops: list[np.ndarray]) -> list[np.ndarray | None]:
         bounds = np.cumsum([len(c) for c in crops])[:-1]
-        return list(np.split(embeddings, bounds))
+        return list(np.split(rows, bounds))
+
+
+def _measures(faces: np.ndarray, crops: np.ndarray, norms: np.ndarray | None) -> np.ndarray:
+    rows = [
+        quality.measure(face, crop, None if norms is None else float(norms[i]))
+        for i, (face, crop) in enumerate(zip(faces, crops, strict=True))
+    ]
+    return np.array(rows, np.float32).reshape(len(faces), len(quality.MEASURES))
 
 
 def _is_small(data: bytes) -> bool:

@@ -93,3 +93,31 @@ def test_verify_probe_compares_the_rules_on_every_identity_pair():
     assert set(rows) == {"best (the service's)", "mean score", "centroid"}
     assert float(rows["best (the service's)"][3]) > 0  # every same pair above every different one
     assert "33 same-person and 264 different-person comparisons." in result.stdout
+
+
+def test_quality_probe_grades_fall_with_the_same_person_cosine():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.probes.quality"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    cells = [
+        [c.strip() for c in line.split("|")[1:-1]]
+        for line in result.stdout.splitlines()
+        if line.startswith("| ")
+    ]
+    probes = {row[0]: row for row in cells if len(row) == 7 and row[0] != "probe"}
+    assert probes["clean"][5] == "0/33"  # AUTO enrolls every clean frame
+    for heavy in ("blur sigma 5", "darkened x0.25", "face 40 px wide"):
+        refused = int(probes[heavy][5].split("/")[0])
+        assert refused >= 0.9 * 33, probes[heavy]
+    means = {
+        row[0]: float(row[2])
+        for row in cells
+        if len(row) == 4 and row[0] != "grade of a degraded probe"
+    }
+    assert means["high"] > means["medium"] > means["low"], means
+    assert "The measures of one face" in result.stdout

@@ -116,9 +116,9 @@ def test_someone_never_enrolled_matches_no_one_above_the_threshold(api, enrolled
         body = {"image": b64(photo), "threshold": threshold}
         (filtered,) = api.post("/v1/galleries/people/search", json=body).json()["results"]
         assert filtered["matches"] == [] and filtered["match"] is False, photo.name
-        (closest,) = api.post(
-            "/v1/galleries/people/search", json={"image": b64(photo)}
-        ).json()["results"]
+        (closest,) = api.post("/v1/galleries/people/search", json={"image": b64(photo)}).json()[
+            "results"
+        ]
         assert closest["matches"][0]["score"] < threshold == closest["threshold"]
         assert closest["match"] is False  # the closest faces, and no match among them
         loose = {"image": b64(photo), "threshold": -1.0}  # the request's threshold decides

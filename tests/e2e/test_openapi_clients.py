@@ -110,13 +110,13 @@ def test_the_generated_client_calls_every_operation_into_its_typed_model(server,
     detected = call("faces", "detect", "DetectResponse", body=models.DetectReqBody(image=crowd))
     assert len(detected.faces) > 1 and detected.faces[0].bounding_box.right > 0
     feature = call("faces", "feature", "FeatureResponse", body=models.FeatureReqBody(image=image))
-    call("faces", "feature_only", "FeatureResponse", body=models.FeatureReqBody(image=b64(CROP)))
+    call("faces", "feature_only", "FeatureResponse", body=models.CropReqBody(image=b64(CROP)))
     call("faces", "embeddings", "EmbeddingsResponse", body=models.EmbeddingsReqBody(image=image))
     call(
         "faces",
         "embeddings_only",
         "EmbeddingsResponse",
-        body=models.EmbeddingsReqBody(image=b64(CROP)),
+        body=models.CropReqBody(image=b64(CROP)),
     )
     call(
         "faces",
