@@ -70,9 +70,16 @@ class GalleryClient:
         metadata: dict[str, Any] | None = None,
         all_faces: bool = False,
         max_results: int = 128,
+        quality_filter: str = "AUTO",
     ) -> EnrollResponse:
-        """Enrolls the image's largest face (every face with ``all_faces``) or a feature."""
-        fields = {"subject": subject, "allFaces": all_faces, "maxResults": max_results}
+        """Enrolls the image's largest face (every face with ``all_faces``) or a feature; an
+        image's face below ``quality_filter`` (NONE, LOW, MEDIUM, HIGH, AUTO) is refused."""
+        fields = {
+            "subject": subject,
+            "allFaces": all_faces,
+            "maxResults": max_results,
+            "qualityFilter": quality_filter,
+        }
         if metadata is not None:
             fields["metadata"] = metadata
         return self._post(EnrollResponse, gallery, "faces", fields, image, feature)
@@ -87,13 +94,16 @@ class GalleryClient:
         threshold: float | None = None,
         all_faces: bool = False,
         max_faces: int = 128,
+        return_quality: bool = False,
     ) -> SearchResponse:
         """The gallery's closest faces to the image's largest face (each face with
-        ``all_faces``), or to a feature, best first."""
+        ``all_faces``), or to a feature, best first; each probe face's quality with
+        ``return_quality``."""
         fields: dict[str, Any] = {
             "maxResults": max_results,
             "allFaces": all_faces,
             "maxFaces": max_faces,
+            "returnQuality": return_quality,
         }
         if threshold is not None:
             fields["threshold"] = threshold

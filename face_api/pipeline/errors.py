@@ -27,4 +27,3 @@ class RequestError(Exception):
 
 def validation_body(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"detail": items}
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -36,6 +37,14 @@ def test_every_gallery_operation(galleries, api):
     best = found.results[0].matches[0]
     assert best.subject == "yuke"
     assert best.face_id in {yuke.faces[0].face_id, by_feature.faces[0].face_id}
+    assert found.results[0].match is True and found.results[0].face_detect.quality is None
+    judged = galleries.search(name, image=YUKE[2], return_quality=True).results[0]
+    assert judged.face_detect.quality.grade in ("low", "medium", "high")
+    with pytest.raises(FaceApiError) as blurry:  # a face too blurred for the default bar
+        blurred = cv2.imencode(".png", cv2.GaussianBlur(cv2.imread(str(YUKE[0])), (0, 0), 5))[1]
+        galleries.enroll(name, "yuke", image=blurred.tobytes())
+    assert blurry.value.status == 422 and "LOW_SHARPNESS" in str(blurry.value.detail)
+    galleries.enroll(name, "blurred", image=blurred.tobytes(), quality_filter="NONE")
     strict = galleries.search(name, feature=feature, threshold=0.99)
     assert [m.face_id for m in strict.results[0].matches] == [by_feature.faces[0].face_id]
 
@@ -43,6 +52,7 @@ def test_every_gallery_operation(galleries, api):
     assert isinstance(verdict, VerifyResponse) and verdict.match is False
     assert galleries.verify(name, "yuke", image=YUKE[3]).match is True
 
+    assert galleries.delete_subject(name, "blurred") == 1
     listed = {g.name: g.faces for g in galleries.galleries().galleries}
     assert listed[name] == 3
     subjects = galleries.subjects(name)
