@@ -99,13 +99,13 @@ async def _probes(
     all_faces: bool,
     limit: int,
     quality: bool = False,
-) -> tuple[np.ndarray, list[Any], Analysis | None]:
-    """Unit features to store or search with, each one's face_detect (None for a feature, with
-    its quality if ``quality``), and the image's analysis (None for a feature)."""
+) -> tuple[np.ndarray, Analysis | None]:
+    """Unit features to store or search with, and the image's analysis (with its faces'
+    quality measures if ``quality``; None for a feature)."""
     if (image is None) == (feature is None):
         raise RequestError("image", "give exactly one of image or feature")
     if feature is not None:
-        return decode_feature(feature, "feature")[np.newaxis], [None], None
+        return decode_feature(feature, "feature")[np.newaxis], None
     data = decode_base64(image, "image") if isinstance(image, str) else image
     max_faces = min(limit if all_faces else 1, get_settings().max_results_cap)
     (found,) = await svc.client.analyze(
@@ -113,7 +113,12 @@ async def _probes(
     )
     if not len(found.faces):
         raise RequestError("image", "no face found in the image", type_="value_error.no_face")
-    return found.embeddings, detect_results(found), found
+    return found.embeddings, found
+
+
+def _detects(found: Analysis | None) -> list[Any]:
+    """Each probe's face_detect: None for a feature."""
+    return [None] if found is None else detect_results(found)
 
 
 def _check_quality(found: Analysis, bar: QualityFilter) -> None:
@@ -134,13 +139,13 @@ def _check_quality(found: Analysis, bar: QualityFilter) -> None:
 async def _enroll(svc: GalleryHost, gallery: str, body: EnrollReqBody, image: Any) -> Any:
     bar = QualityFilter(body.quality_filter)
     judge = bar is not QualityFilter.NONE
-    features, _, found = await _probes(
+    features, found = await _probes(
         svc, image, body.feature, body.all_faces, body.max_results, judge
     )
     if found is not None and judge:
         _check_quality(found, bar)
         found.quality = None  # judged, not reported: enroll's answer stays as it was
-    detects = detect_results(found) if found is not None else [None]
+    detects = _detects(found)
     ids = await _call(
         svc,
         "enroll",
@@ -154,9 +159,10 @@ async def _enroll(svc: GalleryHost, gallery: str, body: EnrollReqBody, image: An
 
 
 async def _search(svc: GalleryHost, gallery: str, body: SearchReqBody, image: Any) -> Any:
-    features, detects, _ = await _probes(
+    features, found = await _probes(
         svc, image, body.feature, body.all_faces, body.max_faces, body.return_quality
     )
+    detects = _detects(found)
     found = await _call(
         svc,
         "search",
@@ -181,7 +187,8 @@ async def _search(svc: GalleryHost, gallery: str, body: SearchReqBody, image: An
 
 
 async def _verify(svc: GalleryHost, gallery: str, body: VerifyReqBody, image: Any) -> Any:
-    features, detects, _ = await _probes(svc, image, body.feature, False, 1)
+    features, found = await _probes(svc, image, body.feature, False, 1)
+    detects = _detects(found)
     best = await _call(
         svc,
         "verify",

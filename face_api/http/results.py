@@ -35,10 +35,9 @@ def verdict(face: np.ndarray, measures: np.ndarray) -> face_quality.Verdict:
 def quality_of(face: np.ndarray, measures: np.ndarray) -> FaceQuality:
     judged = verdict(face, measures)
     sharpness, brightness, yaw, pitch, roll, norm = (float(m) for m in measures)
-    worst_first = sorted(judged.reasons, key=lambda r: judged.reasons[r] != "low")
     return FaceQuality(
         grade=judged.grade.value,
-        reasons=[r.value for r in worst_first],
+        reasons=[r.value for r in judged.reasons],
         face_size=round(face_quality.face_size(face), 1),
         interocular_distance=round(face_quality.interocular(face), 1),
         yaw=round(yaw, 1),

@@ -133,7 +133,7 @@ class Bar:
 @dataclass(frozen=True)
 class Verdict:
     grade: Grade
-    reasons: dict[Reason, Grade]  # each measure below high and the grade it alone earns
+    reasons: dict[Reason, Grade]  # each measure below high and the grade it earns, worst first
 
 
 def grade(face: np.ndarray, measures: np.ndarray, medium: Bar, high: Bar) -> Verdict:
@@ -156,6 +156,7 @@ def grade(face: np.ndarray, measures: np.ndarray, medium: Bar, high: Bar) -> Ver
         reasons[Reason.EXTREME_POSE] = Grade.LOW
     elif turned > high.pose_deg:
         reasons[Reason.EXTREME_POSE] = Grade.MEDIUM
+    reasons = dict(sorted(reasons.items(), key=lambda item: item[1] is not Grade.LOW))
     if Grade.LOW in reasons.values():
         return Verdict(Grade.LOW, reasons)
     return Verdict(Grade.MEDIUM if reasons else Grade.HIGH, reasons)
