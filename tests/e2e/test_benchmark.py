@@ -15,6 +15,19 @@ WORKLOADS = ("detect", "feature", "multi-embeddings", "embeddings-only")
 MODES = ("baseline (FaceAnalysis)", "ours, in process", "served, 1 client", "served, 8 clients")
 
 
+def probe(module: str, *args: str, timeout: float = 300) -> str:
+    """A benchmark probe run as its README says; its printed tables."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.probes.{module}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 def test_quick_benchmark_produces_every_row_without_errors(tmp_path):
     out = tmp_path / "bench.md"
     result = subprocess.run(
@@ -46,26 +59,15 @@ def test_quick_benchmark_produces_every_row_without_errors(tmp_path):
 
 
 def test_hop_probe_finds_the_encoded_image_far_smaller_than_a_canvas():
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.probes.hop_bytes"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    ratio = result.stdout.rsplit("(", 1)[1].split("x more")[0]
-    assert "sends the runner for one `/v1/feature` request" in result.stdout
-    assert float(ratio) > 10, result.stdout
+    output = probe("hop_bytes", timeout=120)
+    ratio = output.rsplit("(", 1)[1].split("x more")[0]
+    assert "sends the runner for one `/v1/feature` request" in output
+    assert float(ratio) > 10, output
 
 
-def test_gallery_benchmark_runs_every_store_and_finds_every_probe(tmp_path):
-    command = [sys.executable, "-m", "benchmarks.probes.galleries", "--sizes", "2000"]
-    result = subprocess.run(
-        [*command, "--probes", "10"], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| 2,000 ")]
+def test_gallery_benchmark_runs_every_store_and_finds_every_probe():
+    output = probe("galleries", "--sizes", "2000", "--probes", "10", timeout=600)
+    rows = [line for line in output.splitlines() if line.startswith("| 2,000 ")]
     cells = [[c.strip() for c in row.split("|")[1:-1]] for row in rows]
     stores = ["Milvus Lite", "Milvus server, Session", "Milvus server, Strong"]
     assert [c[1] for c in cells] == stores
@@ -76,37 +78,23 @@ def test_gallery_benchmark_runs_every_store_and_finds_every_probe(tmp_path):
 
 
 def test_verify_probe_compares_the_rules_on_every_identity_pair():
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.probes.verify_scores"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    output = probe("verify_scores")
     rows = {
         cells[0]: cells
-        for line in result.stdout.splitlines()
+        for line in output.splitlines()
         if line.startswith("| ") and not line.startswith("| rule")
         for cells in [[c.strip() for c in line.split("|")[1:-1]]]
     }
     assert set(rows) == {"best (the service's)", "mean score", "centroid"}
     assert float(rows["best (the service's)"][3]) > 0  # every same pair above every different one
-    assert "33 same-person and 264 different-person comparisons." in result.stdout
+    assert "33 same-person and 264 different-person comparisons." in output
 
 
 def test_quality_probe_grades_fall_with_the_same_person_cosine():
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.probes.quality"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    output = probe("quality")
     cells = [
         [c.strip() for c in line.split("|")[1:-1]]
-        for line in result.stdout.splitlines()
+        for line in output.splitlines()
         if line.startswith("| ")
     ]
     probes = {row[0]: row for row in cells if len(row) == 7 and row[0] != "probe"}
@@ -120,4 +108,4 @@ def test_quality_probe_grades_fall_with_the_same_person_cosine():
         if len(row) == 4 and row[0] != "grade of a degraded probe"
     }
     assert means["high"] > means["medium"] > means["low"], means
-    assert "The measures of one face" in result.stdout
+    assert "The measures of one face" in output
