@@ -1,4 +1,4 @@
-"""Session fixtures: a private BentoML home with the default pack imported, and a real server."""
+"""Session fixtures: a private BentoML home, the default pack imported on demand, a real server."""
 
 from __future__ import annotations
 
@@ -9,41 +9,39 @@ import tempfile
 os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="face-api-bentoml-"))
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 
-import base64  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 from tests.paths import DEFAULT_PACK, DEFAULT_PACK_DIR  # noqa: E402
-from tests.server import API_KEY, RunningServer, api_client, start_server  # noqa: E402
-
-
-def b64(path: Path) -> str:
-    return base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def _import_default_pack() -> None:
-    """The tests' pack in their model store; on a fresh clone fetched first, as serve.sh does."""
-    from face_api.inference.packs import PackNotInStoreError, fetch_pack, get_pack, import_pack
-
-    if not DEFAULT_PACK_DIR.is_dir():
-        fetched = fetch_pack(DEFAULT_PACK, DEFAULT_PACK_DIR.parent.parent)
-        assert fetched == DEFAULT_PACK_DIR, fetched
-    try:
-        get_pack(DEFAULT_PACK)
-    except PackNotInStoreError:
-        import_pack(str(DEFAULT_PACK_DIR), DEFAULT_PACK)
-
 
 # Every server the tests start serves the tests' pack, whatever the caller's FACE_MODEL.
 os.environ["FACE_MODEL"] = DEFAULT_PACK
-# Importing `service` (even in unit tests) needs the configured pack in the store.
-_import_default_pack()
+
+from tests.server import API_KEY, RunningServer, api_client, start_server  # noqa: E402
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """On a fresh clone, the tests' pack fetched into build/packs first, as serve.sh does: tests
+    read its files from disk. (Importing it into the model store is `imported_pack`'s job.)"""
+    if not DEFAULT_PACK_DIR.is_dir():
+        from face_api.inference.packs import fetch_pack
+
+        fetched = fetch_pack(DEFAULT_PACK, DEFAULT_PACK_DIR.parent.parent)
+        assert fetched == DEFAULT_PACK_DIR, fetched
 
 
 @pytest.fixture(scope="session")
 def imported_pack() -> str:
+    """The tests' pack in the session's model store, imported on first use. Needed by every real
+    server, and by anything importing `service` or `runners.*` (they look the pack up at import);
+    every test under tests/e2e gets it (tests/e2e/conftest.py)."""
+    from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack
+
+    try:
+        get_pack(DEFAULT_PACK)
+    except PackNotInStoreError:
+        import_pack(str(DEFAULT_PACK_DIR), DEFAULT_PACK)
     return DEFAULT_PACK
 
 

@@ -23,7 +23,6 @@ from tests.e2e.test_errors import assert_422
 from tests.paths import IDENTITIES
 from tests.server import rss_bytes
 
-pytestmark = pytest.mark.e2e
 PHOTO = IDENTITIES[0]
 JPEG = PHOTO.read_bytes()
 BOX_TOLERANCE_PX = 6  # re-encoding and 8-bit conversions move the box by a few pixels

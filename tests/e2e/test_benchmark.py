@@ -6,11 +6,8 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.paths import ROOT
 
-pytestmark = pytest.mark.e2e
 WORKLOADS = ("detect", "feature", "multi-embeddings", "embeddings-only")
 MODES = ("baseline (FaceAnalysis)", "ours, in process", "served, 1 client", "served, 8 clients")
 

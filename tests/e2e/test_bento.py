@@ -13,11 +13,10 @@ import pytest
 import yaml
 
 from face_api.inference.packs import sha256_of
-from tests.conftest import b64
+from tests.helpers import b64
 from tests.paths import DEFAULT_PACK, DEFAULT_PACK_DIR, IDENTITIES, ROOT
 from tests.server import start_server
 
-pytestmark = pytest.mark.e2e
 UV = str(ROOT / ".venv/bin/uv")
 BENTOFILE = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
 

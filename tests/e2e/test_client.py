@@ -9,10 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import b64
+from tests.helpers import b64
 from tests.paths import IDENTITIES
 
-pytestmark = pytest.mark.e2e
 A, B = IDENTITIES[0], IDENTITIES[1]
 
 

@@ -9,10 +9,8 @@ import insightface
 import numpy as np
 import pytest
 
-from tests.conftest import b64
+from tests.helpers import b64
 from tests.paths import CROWD
-
-pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

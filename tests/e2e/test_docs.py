@@ -9,8 +9,6 @@ import pytest
 
 from face_api import __version__
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.mark.parametrize("path", ["/docs", "/"])
 def test_the_docs_page_is_the_services_own(server, path):

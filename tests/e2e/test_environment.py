@@ -10,12 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 
 from face_api.ops.environment import installed_versions
 from tests.server import API_KEY, run_until_exit, start_server
-
-pytestmark = pytest.mark.e2e
 
 
 def fake_distribution(folder: Path, name: str, version: str) -> dict[str, str]:

@@ -9,11 +9,10 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import b64
+from tests.helpers import b64
 from tests.paths import IDENTITIES
 from tests.server import API_KEY
 
-pytestmark = pytest.mark.e2e
 PHOTO = IDENTITIES[0]
 POSTS = [
     "/v1/detect",

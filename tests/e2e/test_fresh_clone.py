@@ -26,12 +26,10 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import b64
+from tests.helpers import b64
 from tests.paths import DEFAULT_PACK_DIR, IDENTITIES, ROOT
 from tests.server import free_port
 from tests.unit.test_packs import serve_folder
-
-pytestmark = pytest.mark.e2e
 
 
 def copy_checkout(target: Path) -> None:

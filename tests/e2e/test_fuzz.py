@@ -18,7 +18,6 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from tests.e2e.test_errors import JSON_POSTS, PHOTO, POSTS
 from tests.server import API_KEY
 
-pytestmark = pytest.mark.e2e
 GETS = ["/v1/health", "/v1/info/server", "/v1/info/model", "/v1/info/model/{model_name}"]
 GALLERY_OPERATIONS = [
     ("POST", "/v1/galleries/{gallery}/faces"),

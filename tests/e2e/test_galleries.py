@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 
 from face_api.pipeline.features import encode_feature
-from tests.conftest import b64
+from tests.helpers import b64
 from tests.milvus_server import MilvusServer, running_milvus
 from tests.paths import DEFAULT_PACK, IDENTITIES, identity_of
 from tests.server import API_KEY, RunningServer, api_client, start_server
 
-pytestmark = pytest.mark.e2e
 HELD_OUT = "taobiaoli"  # never enrolled: must not match anyone above the threshold
 STORES = ["milvus-lite", "milvus-server"]
 

@@ -12,7 +12,6 @@ from face_api.pipeline.features import encode_feature
 from tests.paths import IDENTITIES
 from tests.server import API_KEY
 
-pytestmark = pytest.mark.e2e
 YUKE = [p for p in IDENTITIES if p.stem.startswith("yuke")]
 FENGPIN = [p for p in IDENTITIES if p.stem.startswith("fengpin")]
 

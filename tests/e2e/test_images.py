@@ -26,11 +26,10 @@ import httpx
 import insightface
 import pytest
 
-from tests.conftest import b64
+from tests.helpers import b64
 from tests.paths import CROWD, DEFAULT_PACK, IDENTITIES, ROOT, identity_of
 from tests.server import API_KEY, free_port
 
-pytestmark = pytest.mark.e2e
 README = (ROOT / "README.md").read_text()
 BASE_IMAGE = "python:3.11-slim-bookworm"
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from face_api.inference.packs import DEFAULT_MATCH_THRESHOLD, sha256_of
 from tests.paths import DEFAULT_PACK, DEFAULT_PACK_DIR, MEASURED_RECOGNIZER
-
-pytestmark = pytest.mark.e2e
 
 
 def get(server, path: str) -> dict:

@@ -13,7 +13,6 @@ import pytest
 from tests.paths import CROWD, IDENTITIES
 from tests.server import API_KEY, service_processes, start_server
 
-pytestmark = pytest.mark.e2e
 CROWD_PHOTO = base64.b64encode(CROWD[-1].read_bytes()).decode()  # test4.jpg, 161 faces
 FACE_PHOTO = base64.b64encode(IDENTITIES[0].read_bytes()).decode()
 

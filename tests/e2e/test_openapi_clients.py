@@ -24,11 +24,10 @@ import insightface
 import pytest
 from openapi_spec_validator import validate
 
-from tests.conftest import b64
+from tests.helpers import b64
 from tests.paths import CROWD, DEFAULT_PACK, IDENTITIES, identity_of
 from tests.server import API_KEY
 
-pytestmark = pytest.mark.e2e
 # An aligned 112x112 face crop, for the *-only calls: insightface's own sample.
 CROP = Path(insightface.__file__).parent / "data" / "images" / "Tom_Hanks_54745.png"
 PACKAGE = "face_api_docs_client"  # the generated package, named apart from the project's own

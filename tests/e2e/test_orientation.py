@@ -12,7 +12,6 @@ from PIL import Image, ImageOps
 from tests.e2e.test_bad_images import TRANSPORTS
 from tests.paths import IDENTITIES
 
-pytestmark = pytest.mark.e2e
 PHOTO = IDENTITIES[0]
 ORIENTATION_TAG = 0x0112
 # For each EXIF orientation, how to store the displayed image so that a viewer applying the tag

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from benchmarks.probes.quality import DEGRADATIONS
-from tests.conftest import b64
+from tests.helpers import b64
 from tests.paths import CROWD, IDENTITIES, identity_of
 
-pytestmark = pytest.mark.e2e
 HEAVY = {"blur sigma 5": "LOW_SHARPNESS", "darkened x0.25": "LOW_BRIGHTNESS"}
 HEAVY["face 40 px wide"] = "SMALL_FACE"
 

@@ -8,12 +8,9 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 from tests.paths import ROOT
 from tests.server import API_KEY
 
-pytestmark = pytest.mark.e2e
 README = (ROOT / "README.md").read_text()
 README_URL = "http://127.0.0.1:3000"
 

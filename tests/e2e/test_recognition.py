@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 
 from face_api.pipeline.features import decode_feature
-from tests.conftest import b64
+from tests.helpers import b64
 from tests.paths import CROWD, IDENTITIES, identity_of
-
-pytestmark = pytest.mark.e2e
 
 
 def post(api, path: str, **body) -> dict:
@@ -140,7 +138,8 @@ def _face_count(api, photo) -> int:
 
 def test_feature_only_on_a_crop_aligned_by_the_service_equals_feature(api, features):
     """Align the largest face exactly as the service does, then embed the crop alone."""
-    from face_api.pipeline.faces import DETECTION_WIDTH, align_faces
+    from face_api.inference.detector import DETECTION_WIDTH
+    from face_api.pipeline.faces import align_faces
 
     photo = IDENTITIES[7]
     face = post(api, "/v1/feature", image=b64(photo))["face_detect"]

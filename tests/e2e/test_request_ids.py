@@ -11,8 +11,6 @@ import pytest
 from tests.paths import IDENTITIES
 from tests.server import API_KEY
 
-pytestmark = pytest.mark.e2e
-
 
 def access_line(server, path: str, marker: str) -> str:
     for _ in range(50):  # the line is written as the answer's last byte goes out

@@ -7,12 +7,10 @@ import os
 import time
 
 import httpx
-import pytest
 
 from tests.paths import DEFAULT_PACK, IDENTITIES, ROOT
 from tests.server import API_KEY
 
-pytestmark = pytest.mark.e2e
 WRONG_KEY = "wrong-key-5e1f0c2b9d"
 GETS = ["/v1/health", "/v1/info/server", "/v1/info/model", f"/v1/info/model/{DEFAULT_PACK}"]
 

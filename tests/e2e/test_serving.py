@@ -9,10 +9,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import b64
+from tests.helpers import b64
 from tests.paths import CROWD, DEFAULT_PACK, IDENTITIES
 
-pytestmark = pytest.mark.e2e
 RUNNER_CALLS = 'bentoml_service_request_total{endpoint="/'
 STAGES = ("parse", "base64", "hop", "decode", "letterbox", "detect", "align", "embed", "response")
 

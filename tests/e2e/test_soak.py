@@ -14,12 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-import pytest
 
 from tests.paths import IDENTITIES
 from tests.server import API_KEY, rss_bytes, service_processes, start_server
 
-pytestmark = pytest.mark.e2e
 CLIENTS = 6
 WARM_UP_S = 20
 SOAK_S = 60

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import httpx
-import pytest
 
-from tests.conftest import b64
+from tests.helpers import b64
 from tests.paths import IDENTITIES
 from tests.server import run_until_exit, start_server
-
-pytestmark = pytest.mark.e2e
 
 
 def test_no_api_key_refuses_to_start(tmp_path, imported_pack):
