@@ -2,41 +2,36 @@
 
 POSTs are native BentoML APIs (so ``bentoml.SyncHTTPClient`` can call them); the GETs and the
 galleries' routes (``face_api/galleries/routes.py``) live in a FastAPI app mounted at /v1. What an
-endpoint does is ``face_api/http/face_requests.py``; ``@handled`` gives it the request deadline
-and the contract's errors. The models run in ``InsightFaceRunner``, the galleries' store in
-``GalleryStoreService`` (``runners/``). README, "How it works", draws the whole path.
+endpoint does is ``face_api/http/face_endpoints.py`` (``info.py`` for the GETs); ``@handled``
+gives it the request deadline and the contract's errors, and the edge's layers
+(``face_api/http/layers.py``) come before it. The models run in ``InsightFaceRunner``, the
+galleries' store in ``GalleryStoreService`` (``runners/``). README, "How it works", draws the
+whole path.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-from fastapi import FastAPI
+from fastapi import FastAPI, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from face_api import __version__
 from face_api.galleries.routes import post_routes as gallery_post_routes
 from face_api.galleries.routes import router as gallery_router
-from face_api.http.face_requests import FaceRequests, image_from_base64, image_from_file
-from face_api.http.handling import RETRY_AFTER_S, handled
-from face_api.http.middleware import (
-    ApiKeyMiddleware,
-    BodyLimitMiddleware,
-    ConcurrencyLimitMiddleware,
-    ErrorShapeMiddleware,
-    RequestBodyMiddleware,
-    RequestIdMiddleware,
-    ServerTimingMiddleware,
-)
-from face_api.http.openapi import DocsMiddleware, contract_openapi
+from face_api.galleries.store_client import GalleryStoreClient
+from face_api.http.face_endpoints import FaceEndpoints, image_from_base64, image_from_file
+from face_api.http.handling import handled
+from face_api.http.info import ServedModel
+from face_api.http.layers import edge_layers
+from face_api.http.openapi import contract_openapi
+from face_api.http.results import quality_bars
 from face_api.http.runner_client import RunnerClient
 from face_api.http.schemas import (
-    MAX_RESULTS_LIMIT,
     CropReqBody,
     DetectReqBody,
     DetectResponse,
@@ -60,6 +55,7 @@ from face_api.http.schemas import (
     ScoreResponse,
     ServerInfo,
 )
+from face_api.ops.limits import DETECT_MAX_RESULTS, MAX_RESULTS
 from face_api.ops.settings import get_settings
 from face_api.ops.startup import refuse_to_start, start_worker
 from face_api.pipeline.features import feature_score
@@ -68,6 +64,7 @@ from runners.insightface_runner import InsightFaceRunner
 
 log = logging.getLogger("face_api")
 SERVICE_NAME = "face-api"
+# Read once, here: what the decorators below and the objects FaceAPI builds need.
 settings = get_settings()
 
 # Its routes are merged into the service's /docs.json; it serves no docs of its own.
@@ -82,7 +79,7 @@ info_app = FastAPI(
     generate_unique_id_function=lambda route: route.name,
 )
 info_app.include_router(gallery_router)
-MaxResults = Annotated[RequestInt, Field(ge=1, le=MAX_RESULTS_LIMIT)]
+MaxResults = Annotated[RequestInt, Field(ge=1, le=MAX_RESULTS)]
 API_DESCRIPTION = (
     "Face detection and recognition: detect faces (boxes, scores, 5 landmarks), extract features "
     "and embeddings, compare faces (cosine score), and galleries of enrolled faces for 1:N search "
@@ -92,10 +89,6 @@ API_DESCRIPTION = (
     "requests in flight, 503 inference backend unavailable or timed out (both with Retry-After)."
 )
 BACKSTOP_TIMEOUT_S = 10
-# The runner answers `info` in milliseconds, even under load. A dead runner's socket is held by
-# BentoML's process manager, so a probe waits in its backlog until the restarted runner is up
-# (about 6 s here): it must give up well before that, and before a probe's own timeout.
-HEALTH_TIMEOUT_S = 2
 
 
 # What the Bento's image adds to bentofile.yaml's (base image, pinned requirements):
@@ -116,7 +109,7 @@ IMAGE = (
     name="FaceAPI",
     image=IMAGE,
     workers=settings.api_workers,
-    # Our own deadline (`answer`) fires first with a 503 in the contract's shape; BentoML's 504
+    # Our own deadline (`@handled`) fires first with a 503 in the contract's shape; BentoML's 504
     # is only a backstop.
     traffic={"timeout": settings.request_timeout_s + BACKSTOP_TIMEOUT_S},
 )
@@ -132,12 +125,13 @@ class FaceAPI:
                 "no API key configured: set FACE_API_KEYS (comma-separated) or FACE_API_KEYS_FILE "
                 "(one key a line), or switch key checks off explicitly with FACE_API_AUTH=off"
             )
-        self.client = RunnerClient(self.runner)  # the galleries' routes use it too
-        self.faces = FaceRequests(self.client)
-
-    async def model_info(self) -> dict[str, Any]:
-        """The runner's pack and models, for the gallery routes (``GalleryHost``)."""
-        return await self.faces.model_info()
+        runner = RunnerClient(self.runner)
+        # What the endpoints and the gallery routes (their ``GalleryHost``) work with.
+        self.served = ServedModel(runner, SERVICE_NAME)
+        self.faces = FaceEndpoints(
+            runner, self.served, quality_bars(settings), settings.max_results_cap
+        )
+        self.galleries = GalleryStoreClient(self.gallery_store, self.served)
 
     # -- JSON endpoints ------------------------------------------------------------------------
     @bentoml.api(route="/v1/detect")
@@ -205,7 +199,7 @@ class FaceAPI:
         self,
         image: Path,
         seq: RequestInt = 0,
-        maxResults: MaxResults = 750,  # noqa: N803 - the wire name
+        maxResults: MaxResults = DETECT_MAX_RESULTS,  # noqa: N803 - the wire name
         detectSortType: DetectSortTypeValue = 0,  # noqa: N803
         returnQuality: bool = False,  # noqa: N803
     ) -> DetectResponse:
@@ -260,23 +254,17 @@ class FaceAPI:
     )
     async def health(self) -> JSONResponse:
         """Checks that the server is live: the model runner answers, now (not a cached answer)."""
-        try:
-            async with asyncio.timeout(HEALTH_TIMEOUT_S):
-                await self.faces.refresh_model_info()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-            body = HealthResponse(status="unavailable", detail=type(exc).__name__)
-            return JSONResponse(body.model_dump(), 503, headers={"retry-after": RETRY_AFTER_S})
-        return JSONResponse({"status": "ok"})
+        return await self.served.health()
 
     @info_app.get("/info/server", response_model=ServerInfo)
     async def server_info(self) -> ServerInfo:
         """The server's basic version information."""
-        return await self.faces.server_info(SERVICE_NAME)
+        return await self.served.server_info()
 
     @info_app.get("/info/model", response_model=ModelNames)
     async def model_names(self) -> ModelNames:
         """The name of the model pack being served, and all loaded packs."""
-        return await self.faces.model_names()
+        return await self.served.model_names()
 
     @info_app.get(
         "/info/model/{model_name}",
@@ -285,27 +273,31 @@ class FaceAPI:
     )
     async def model_detail(self, model_name: str) -> Any:
         """The configuration of the named model pack."""
-        detail = await self.faces.model_detail(model_name)
-        if detail is None:
-            loaded = (await self.faces.model_names()).model_name
-            message = f"model {model_name!r} is not loaded; loaded: [{loaded!r}]"
-            return JSONResponse({"detail": message}, 404)
-        return detail
+        return await self.served.model_detail(model_name)
+
+
+def _file_fields() -> dict[str, tuple[str, ...]]:
+    """Every multipart POST route and its file fields, as the endpoints declare them: a
+    ``Path`` parameter of a BentoML API, an ``UploadFile`` of a gallery route."""
+    routes = {}
+    for api in FaceAPI.apis.values():
+        files = tuple(n for n, f in api.input_spec.model_fields.items() if f.annotation is Path)
+        if files:
+            routes[api.route] = files
+    for route in gallery_post_routes():
+        files = tuple(
+            p.name for p in route.dependant.body_params if p.field_info.annotation is UploadFile
+        )
+        if files:
+            routes[f"/v1{route.path}"] = files
+    return routes
 
 
 # Every POST route by the kind of body it takes: multipart (with its file fields) or JSON.
-FILE_FIELDS = {
-    "/v1/file/detect": ("image",),
-    "/v1/file/feature": ("image",),
-    "/v1/file/feature-only": ("image",),
-    "/v1/file/embeddings": ("image",),
-    "/v1/file/embeddings-only": ("image",),
-    "/v1/file/score": ("image1", "image2"),
-    **{f"/v1{r.path}": ("image",) for r in gallery_post_routes() if r.path.startswith("/file/")},
-}
+FILE_FIELDS = _file_fields()
 JSON_ROUTES = [
     *(api.route for api in FaceAPI.apis.values() if api.route not in FILE_FIELDS),
-    *(f"/v1{r.path}" for r in gallery_post_routes() if not r.path.startswith("/file/")),
+    *(f"/v1{r.path}" for r in gallery_post_routes() if f"/v1{r.path}" not in FILE_FIELDS),
 ]
 
 
@@ -318,18 +310,12 @@ def _published_openapi() -> dict[str, Any]:
     )
 
 
-# Outermost first: every answer gets its request id and timings; the docs need no key; the key
-# is checked before any body is read, then the in-flight limit (so a slow upload holds a slot:
-# buffered bodies are bounded too), the body limit, the body's kind, the error shapes.
-FaceAPI.add_asgi_middleware(RequestIdMiddleware)
-FaceAPI.add_asgi_middleware(ServerTimingMiddleware)
-FaceAPI.add_asgi_middleware(
-    DocsMiddleware, build=_published_openapi, title=SERVICE_NAME, version=__version__
-)
-FaceAPI.add_asgi_middleware(
-    ApiKeyMiddleware, keys=settings.load_api_keys(), enabled=settings.auth_enabled
-)
-FaceAPI.add_asgi_middleware(ConcurrencyLimitMiddleware, max_in_flight=settings.max_concurrency)
-FaceAPI.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-FaceAPI.add_asgi_middleware(RequestBodyMiddleware, json_routes=JSON_ROUTES, file_routes=FILE_FIELDS)
-FaceAPI.add_asgi_middleware(ErrorShapeMiddleware)
+for layer, arguments in edge_layers(
+    settings,
+    docs=_published_openapi,
+    title=SERVICE_NAME,
+    version=__version__,
+    json_routes=JSON_ROUTES,
+    file_routes=FILE_FIELDS,
+):
+    FaceAPI.add_asgi_middleware(layer, **arguments)

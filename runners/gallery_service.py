@@ -1,14 +1,15 @@
 """The BentoML service that owns the galleries: one worker, since an embedded Milvus Lite database
 is one process's file (the API may run several workers; they all reach the store through here).
 
-Its methods answer ``{"result": ...}`` or ``{"error": {"status", "message", "field"}}``: an
-exception raised here would reach the API only as an opaque 500.
+Every call answers a ``Reply`` (``face_api/ops/errors.py``): its result, or the store's
+``ApiError`` (an unknown gallery, a feature of another pack, the database not answering).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -17,7 +18,8 @@ import numpy as np
 from bentoml.validators import DType
 
 from face_api.galleries import folder
-from face_api.galleries.store import GalleryError, GalleryStore, is_connection_failure
+from face_api.galleries.store import GalleryStore, is_connection_failure
+from face_api.ops.errors import ApiError, Reply, replying
 from face_api.ops.settings import get_settings
 from face_api.ops.startup import refuse_to_start, start_worker
 
@@ -27,7 +29,7 @@ Features = Annotated[np.ndarray, DType("float32")]
 
 
 @bentoml.service(
-    name="GalleryStore",
+    name="GalleryStoreService",
     workers=1,
     threads=1,  # calls run one at a time, in order: enrolls and deletes are never interleaved
     traffic={"timeout": settings.request_timeout_s},
@@ -63,19 +65,19 @@ class GalleryStoreService:
         return self._stores[key]
 
     @staticmethod
-    def _answer(call: Callable[[], Any]) -> dict[str, Any]:
+    @contextmanager
+    def _replying() -> Iterator[Reply]:
+        """The call's ``Reply``, with a database that does not answer as a 503."""
         from pymilvus import MilvusException
 
-        try:
-            return {"result": call()}
-        except GalleryError as exc:
-            return {"error": {"status": exc.status, "message": exc.message, "field": exc.field}}
-        except MilvusException as exc:
-            if not is_connection_failure(exc):
-                raise
-            log.warning("gallery database unreachable: %s", exc.message)
-            message = "the gallery database does not answer"
-            return {"error": {"status": 503, "message": message, "field": None}}
+        with replying() as reply:
+            try:
+                yield reply
+            except MilvusException as exc:
+                if not is_connection_failure(exc):
+                    raise
+                log.warning("gallery database unreachable: %s", exc.message)
+                raise ApiError.unavailable("the gallery database does not answer") from None
 
     @bentoml.api
     def enroll(
@@ -86,9 +88,11 @@ class GalleryStoreService:
         subject: str,
         features: Features,
         metadata: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Reply:
         store = self._store(pack, dimension)
-        return self._answer(lambda: store.enroll(gallery, subject, features, metadata))
+        with self._replying() as reply:
+            reply.result = store.enroll(gallery, subject, features, metadata)
+        return reply
 
     @bentoml.api
     def search(
@@ -99,38 +103,37 @@ class GalleryStoreService:
         features: Features,
         limit: int,
         threshold: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> Reply:
         store = self._store(pack, dimension)
-        return self._answer(
-            lambda: [
-                [asdict(m) for m in matches]
-                for matches in store.search(gallery, features, limit, threshold)
-            ]
-        )
+        with self._replying() as reply:
+            found = store.search(gallery, features, limit, threshold)
+            reply.result = [[asdict(m) for m in matches] for matches in found]
+        return reply
 
     @bentoml.api
     def verify(
         self, pack: str, dimension: int, gallery: str, subject: str, features: Features
-    ) -> dict[str, Any]:
+    ) -> Reply:
         store = self._store(pack, dimension)
-        return self._answer(lambda: asdict(store.verify(gallery, subject, features[0])))
+        with self._replying() as reply:
+            reply.result = asdict(store.verify(gallery, subject, features[0]))
+        return reply
 
     @bentoml.api
-    def galleries(self, pack: str, dimension: int) -> dict[str, Any]:
+    def galleries(self, pack: str, dimension: int) -> Reply:
         store = self._store(pack, dimension)
-        return self._answer(lambda: [asdict(g) for g in store.galleries()])
+        with self._replying() as reply:
+            reply.result = [asdict(g) for g in store.galleries()]
+        return reply
 
     @bentoml.api
-    def subjects(
-        self, pack: str, dimension: int, gallery: str, offset: int, limit: int
-    ) -> dict[str, Any]:
+    def subjects(self, pack: str, dimension: int, gallery: str, offset: int, limit: int) -> Reply:
         store = self._store(pack, dimension)
-
-        def page() -> dict[str, Any]:
+        with self._replying() as reply:
             subjects, total = store.subjects(gallery, offset, limit)
-            return {"subjects": [{"subject": s, "faces": n} for s, n in subjects], "total": total}
-
-        return self._answer(page)
+            entries = [{"subject": s, "faces": n} for s, n in subjects]
+            reply.result = {"subjects": entries, "total": total}
+        return reply
 
     @bentoml.api
     def faces(
@@ -141,39 +144,33 @@ class GalleryStoreService:
         offset: int,
         limit: int,
         subject: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Reply:
         store = self._store(pack, dimension)
-
-        def page() -> dict[str, Any]:
+        with self._replying() as reply:
             faces, total = store.faces(gallery, offset, limit, subject)
-            return {"faces": [asdict(f) for f in faces], "total": total}
-
-        return self._answer(page)
+            reply.result = {"faces": [asdict(f) for f in faces], "total": total}
+        return reply
 
     @bentoml.api
-    def delete_face(self, pack: str, dimension: int, gallery: str, face_id: str) -> dict[str, Any]:
+    def delete_face(self, pack: str, dimension: int, gallery: str, face_id: str) -> Reply:
         store = self._store(pack, dimension)
-
-        def delete() -> int:
+        with self._replying() as reply:
             store.delete_face(gallery, face_id)
-            return 1
-
-        return self._answer(delete)
-
-    @bentoml.api
-    def delete_subject(
-        self, pack: str, dimension: int, gallery: str, subject: str
-    ) -> dict[str, Any]:
-        store = self._store(pack, dimension)
-        return self._answer(lambda: store.delete_subject(gallery, subject))
+            reply.result = 1
+        return reply
 
     @bentoml.api
-    def delete_gallery(self, pack: str, dimension: int, gallery: str) -> dict[str, Any]:
+    def delete_subject(self, pack: str, dimension: int, gallery: str, subject: str) -> Reply:
         store = self._store(pack, dimension)
+        with self._replying() as reply:
+            reply.result = store.delete_subject(gallery, subject)
+        return reply
 
-        def delete() -> int:
+    @bentoml.api
+    def delete_gallery(self, pack: str, dimension: int, gallery: str) -> Reply:
+        store = self._store(pack, dimension)
+        with self._replying() as reply:
             faces = store.gallery(gallery).faces
             store.delete_gallery(gallery)
-            return faces
-
-        return self._answer(delete)
+            reply.result = faces
+        return reply

@@ -3,38 +3,33 @@
 A request reaches it once: ``analyze`` takes the encoded images as the client sent them and
 answers every image's faces and embeddings (decode, letterbox, detect, select, align, embed:
 ``face_api/pipeline/analysis.py``); ``embed_crops`` takes already aligned crops. Concurrent
-requests share forward passes through ``ContinuousBatcher`` (``face_api/inference/batching.py``
-says why not BentoML's ``batchable``); the rows of every pass are counted in the
+requests share forward passes through ``BatchedBackend`` (``face_api/inference/backend.py``;
+``batching.py`` says why not BentoML's ``batchable``); the rows of every pass are counted in the
 ``face_runner_batch_rows`` histogram on ``/metrics``.
 
-A client's bad input is answered as ``{"error": {...}}`` (an exception raised here would reach
-the API as an opaque 500); every answer carries the runner's stage timings.
+Every call answers a ``Reply`` (``face_api/ops/errors.py``): its result, or a client's bad input
+as an ``ApiError``, and the runner's stage timings.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Awaitable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import bentoml
-import numpy as np
 from bentoml.models import BentoModel
-from pydantic import BaseModel, ConfigDict
 
-from face_api.inference.batching import ContinuousBatcher
+from face_api.inference.backend import BatchedBackend
 from face_api.inference.engine import DeviceUnavailableError, FaceEngine, ModelPackError
 from face_api.inference.packs import get_pack, pack_tag
 from face_api.ops import environment
+from face_api.ops.errors import Reply, replying
 from face_api.ops.settings import get_settings
 from face_api.ops.startup import refuse_to_start, start_worker
-from face_api.ops.timing import Timings, since_ms
+from face_api.ops.timing import Timings
 from face_api.pipeline.analysis import Analysis, FacePipeline
-from face_api.pipeline.errors import RequestError
 from face_api.pipeline.faces import DetectSortType
 
 log = logging.getLogger("face_api.runner")
@@ -48,59 +43,6 @@ batch_rows = bentoml.metrics.Histogram(
     labelnames=["method"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
-
-
-class RunnerAnswer(BaseModel):
-    """What ``analyze`` and ``embed_crops`` answer: ``result``, or ``error`` naming the field of
-    a client's bad input, and the runner's stage timings. A model, not a dict: BentoML works
-    out a root type's media type from its JSON schema on every response (measured: 7% of the
-    runner's time on a cheap request)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    result: Any = None
-    error: dict[str, str] | None = None
-    timings: dict[str, float]
-
-
-class BatchedBackend:
-    """The engine behind one continuous batcher per model, as the pipeline's backend.
-
-    Where detection passes take several images (CUDA), the batch thread only runs forward
-    passes and each image's detections are decoded (anchors, NMS) on the image threads, beside
-    the next pass; with one image a pass (CPU) the batch thread decodes it at once, which is
-    cheaper than a thread hop.
-    """
-
-    def __init__(self, engine: FaceEngine, pool: Executor) -> None:
-        self.pool = pool
-        detector = engine.detector
-        self.decode_on_pool = detector.max_batch > 1
-        self.detector = ContinuousBatcher(
-            "detect",
-            detector.forward_images if self.decode_on_pool else detector.detect,
-            detector.max_batch,
-            on_batch=batch_rows.labels(method="detect").observe,
-        )
-        self.decode = detector.decode
-        self.recognizer = ContinuousBatcher(
-            "embed",
-            engine.features,  # raw: the pipeline normalizes, keeping the norms
-            settings.embed_max_batch_size,
-            on_batch=batch_rows.labels(method="embed").observe,
-        )
-
-    async def detect(self, canvases: np.ndarray, timings: Timings) -> list[np.ndarray]:
-        found = await self.detector.submit(canvases, timings)
-        if not self.decode_on_pool:
-            return found
-        loop = asyncio.get_running_loop()
-        with timings.stage("nms"):
-            decoding = [loop.run_in_executor(self.pool, self.decode, o) for o in found]
-            return list(await asyncio.gather(*decoding))
-
-    async def embed(self, crops: np.ndarray, timings: Timings) -> np.ndarray:
-        return await self.recognizer.submit(crops, timings)
 
 
 @bentoml.service(
@@ -132,11 +74,16 @@ class InsightFaceRunner:
         # Decoding, letterboxing, aligning and NMS: OpenCV and NumPy release the GIL.
         pool = ThreadPoolExecutor(settings.image_threads, thread_name_prefix="face-images")
         self.pipeline = FacePipeline(
-            BatchedBackend(self.engine, pool),
+            BatchedBackend(
+                self.engine,
+                pool,
+                on_detect_batch=batch_rows.labels(method="detect").observe,
+                on_embed_batch=batch_rows.labels(method="embed").observe,
+            ),
             det_size=settings.det_size,
             crop_size=self.engine.crop_size,
             max_pixels=settings.max_pixels,
-            embed_chunk=settings.embed_max_batch_size,
+            embed_chunk=self.engine.embed_max_batch,
             pool=pool,
         )
         self.pack_info: dict[str, Any] = {
@@ -144,17 +91,6 @@ class InsightFaceRunner:
             "tag": str(stored.tag),
             **stored.info.metadata,
         }
-
-    @staticmethod
-    async def _answer(work: Awaitable[Any], timings: Timings) -> RunnerAnswer:
-        start = time.perf_counter()
-        result, error = None, None
-        try:
-            result = await work
-        except RequestError as exc:
-            error = {"field": exc.field, "msg": exc.msg, "type": exc.type}
-        timings.add("runner", since_ms(start))
-        return RunnerAnswer(result=result, error=error, timings=timings.ms)
 
     @bentoml.api
     async def analyze(
@@ -164,26 +100,26 @@ class InsightFaceRunner:
         sort_type: int,
         embed: bool,
         quality: bool = False,
-    ) -> RunnerAnswer:
+    ) -> Reply:
         """Encoded images, each with the request field it came in -> per image ``faces``
         ((K, 15) float32 in image pixels), ``embeddings`` ((K, D) or None), ``height``,
-        ``width``, ``quality`` ((K, 6) measures or None); or ``error`` for the first image that
+        ``width``, ``quality`` ((K, 6) measures or None); or the error of the first image that
         cannot be decoded."""
         timings = Timings()
-
-        async def work() -> list[dict[str, Any]]:
+        with replying(timings) as reply:
             found = await self.pipeline.analyze(
                 images, max_faces, DetectSortType(sort_type), embed, timings, quality
             )
-            return [_plain(a) for a in found]
-
-        return await self._answer(work(), timings)
+            reply.result = [_plain(a) for a in found]
+        return reply
 
     @bentoml.api
-    async def embed_crops(self, images: list[tuple[str, bytes]]) -> RunnerAnswer:
+    async def embed_crops(self, images: list[tuple[str, bytes]]) -> Reply:
         """Encoded aligned crops, each with its request field -> (N, D) unit embeddings."""
         timings = Timings()
-        return await self._answer(self.pipeline.embed_crops(images, timings), timings)
+        with replying(timings) as reply:
+            reply.result = await self.pipeline.embed_crops(images, timings)
+        return reply
 
     @bentoml.api
     def info(self) -> dict[str, Any]:
@@ -196,9 +132,9 @@ class InsightFaceRunner:
             "detector": {
                 "file": engine.detector_file,
                 "input_size": [settings.det_size, settings.det_size],
-                "score_threshold": engine.detector.threshold,
-                "nms_threshold": engine.detector.nms_threshold,
-                "max_batch": engine.detector.max_batch,
+                "score_threshold": engine.detector_threshold,
+                "nms_threshold": engine.nms_threshold,
+                "max_batch": engine.detect_max_batch,
             },
             "recognizer": {
                 "file": engine.recognizer_file,

@@ -100,9 +100,11 @@ def analyse_all(pack_dir: Path) -> tuple[dict, float]:
 
 def report(results: dict, cost_ms: float) -> list[str]:
     from face_api.http.results import quality_bars
+    from face_api.ops.settings import Settings
     from face_api.pipeline.quality import QualityFilter, grade, refusals
 
-    medium, high = quality_bars()
+    bars = quality_bars(Settings())
+    medium, high = bars.medium, bars.high
     people = {name: identity_of(Path(name)) for name in results}
 
     def same_person_cosine(name: str, embedding: np.ndarray) -> float:

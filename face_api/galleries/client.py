@@ -31,6 +31,7 @@ from face_api.galleries.schemas import (
     SubjectPage,
     VerifyResponse,
 )
+from face_api.ops.limits import FACES_MAX_RESULTS, SEARCH_MAX_RESULTS
 
 Model = TypeVar("Model", bound=BaseModel)
 Image = Path | bytes
@@ -69,7 +70,7 @@ class GalleryClient:
         feature: str | None = None,
         metadata: dict[str, Any] | None = None,
         all_faces: bool = False,
-        max_results: int = 128,
+        max_results: int = FACES_MAX_RESULTS,
         quality_filter: str = "AUTO",
     ) -> EnrollResponse:
         """Enrolls the image's largest face (every face with ``all_faces``) or a feature; an
@@ -90,10 +91,10 @@ class GalleryClient:
         *,
         image: Image | None = None,
         feature: str | None = None,
-        max_results: int = 5,
+        max_results: int = SEARCH_MAX_RESULTS,
         threshold: float | None = None,
         all_faces: bool = False,
-        max_faces: int = 128,
+        max_faces: int = FACES_MAX_RESULTS,
         return_quality: bool = False,
     ) -> SearchResponse:
         """The gallery's closest faces to the image's largest face (each face with

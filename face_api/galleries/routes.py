@@ -2,7 +2,8 @@
 
 FastAPI routes (GET and DELETE are needed, which BentoML's native APIs cannot serve), mounted with
 the info app at ``/v1``. Faces are found and embedded by the same pipeline as ``/v1/feature``;
-features go to the ``GalleryStore`` service, which owns the Milvus database.
+features go to the ``GalleryStoreService``, which owns the Milvus database
+(``store_client.py``).
 """
 
 from __future__ import annotations
@@ -34,19 +35,25 @@ from face_api.galleries.schemas import (
     VerifyReqBody,
     VerifyResponse,
 )
-from face_api.http.handling import BACKEND_ERRORS, StatusError, handled
-from face_api.http.results import detect_results, verdict
-from face_api.http.runner_client import RunnerClient
+from face_api.galleries.store_client import GalleryStoreClient
+from face_api.http.face_endpoints import FaceEndpoints
+from face_api.http.handling import handled
+from face_api.http.info import ServedModel
 from face_api.http.schemas import ErrorMessage
-from face_api.ops.settings import get_settings
+from face_api.ops.errors import ApiError
+from face_api.ops.limits import (
+    FACES_MAX_RESULTS,
+    MAX_RESULTS,
+    PAGE_DEFAULT,
+    PAGE_MAX,
+    SEARCH_MAX_RESULTS,
+    SUBJECT_MAX_CHARS,
+)
 from face_api.pipeline.analysis import Analysis
-from face_api.pipeline.errors import RequestError
-from face_api.pipeline.faces import DetectSortType
 from face_api.pipeline.features import decode_feature
 from face_api.pipeline.images import decode_base64
 from face_api.pipeline.quality import QualityFilter, refusals
 
-PAGE_LIMIT = 1000
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorMessage, "description": "Missing or unknown x-api-key"},
     404: {"model": ErrorMessage, "description": "Unknown gallery, subject or face"},
@@ -57,10 +64,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 class GalleryHost(Protocol):
     """What the routes need from the service instance (``service.FaceAPI``)."""
 
-    gallery_store: Any
-    client: RunnerClient
-
-    async def model_info(self) -> dict[str, Any]: ...
+    faces: FaceEndpoints
+    served: ServedModel
+    galleries: GalleryStoreClient
 
 
 def host() -> GalleryHost:
@@ -76,22 +82,7 @@ def post_routes() -> list[APIRoute]:
     return [r for r in router.routes if isinstance(r, APIRoute) and "POST" in r.methods]
 
 
-# -- plumbing -------------------------------------------------------------------------------------
-async def _call(svc: GalleryHost, method: str, **kwargs: Any) -> Any:
-    info = await svc.model_info()
-    pack, dimension = info["pack"]["name"], info["recognizer"]["embedding_size"]
-    try:
-        answer = await getattr(svc.gallery_store.to_async, method)(
-            pack=pack, dimension=dimension, **kwargs
-        )
-    except BACKEND_ERRORS as exc:
-        raise StatusError(503, f"gallery store unavailable ({type(exc).__name__})") from None
-    if "error" in answer:
-        error = answer["error"]
-        raise StatusError(error["status"], error["message"], error.get("field"))
-    return answer["result"]
-
-
+# -- probes: the faces to store or search with ------------------------------------------------
 async def _probes(
     svc: GalleryHost,
     image: bytes | str | None,
@@ -103,35 +94,32 @@ async def _probes(
     """Unit features to store or search with, and the image's analysis (with its faces'
     quality measures if ``quality``; None for a feature)."""
     if (image is None) == (feature is None):
-        raise RequestError("image", "give exactly one of image or feature")
+        raise ApiError.invalid("image", "give exactly one of image or feature")
     if feature is not None:
         return decode_feature(feature, "feature")[np.newaxis], None
     data = decode_base64(image, "image") if isinstance(image, str) else image
-    max_faces = min(limit if all_faces else 1, get_settings().max_results_cap)
-    (found,) = await svc.client.analyze(
-        [("image", data)], max_faces, DetectSortType.AREA, True, quality
-    )
+    found = await svc.faces.analyze(("image", data), limit if all_faces else 1, True, quality)
     if not len(found.faces):
-        raise RequestError("image", "no face found in the image", type_="value_error.no_face")
+        raise ApiError.invalid("image", "no face found in the image", "value_error.no_face")
     return found.embeddings, found
 
 
-def _detects(found: Analysis | None) -> list[Any]:
+def _detects(svc: GalleryHost, found: Analysis | None) -> list[Any]:
     """Each probe's face_detect: None for a feature."""
-    return [None] if found is None else detect_results(found)
+    return [None] if found is None else svc.faces.face_detects(found)
 
 
-def _check_quality(found: Analysis, bar: QualityFilter) -> None:
+def _check_quality(svc: GalleryHost, found: Analysis, bar: QualityFilter) -> None:
     """Refuses the image when a face to enroll is below ``bar``: 422 naming the reasons."""
     for position, (face, measures) in enumerate(zip(found.faces, found.quality, strict=True)):
-        refused = refusals(verdict(face, measures), bar)
+        refused = refusals(svc.faces.bars.judge(face, measures), bar)
         if refused:
             which = "its face" if len(found.faces) == 1 else f"face {position + 1} (by size)"
-            raise RequestError(
+            raise ApiError.invalid(
                 "image",
                 f"{which} is below the {bar.value} quality bar: "
                 f"{', '.join(r.value for r in refused)}",
-                type_="value_error.quality",
+                "value_error.quality",
             )
 
 
@@ -143,17 +131,10 @@ async def _enroll(svc: GalleryHost, gallery: str, body: EnrollReqBody, image: An
         svc, image, body.feature, body.all_faces, body.max_results, judge
     )
     if found is not None and judge:
-        _check_quality(found, bar)
+        _check_quality(svc, found, bar)
         found.quality = None  # judged, not reported: enroll's answer stays as it was
-    detects = _detects(found)
-    ids = await _call(
-        svc,
-        "enroll",
-        gallery=gallery,
-        subject=body.subject,
-        features=features.astype(np.float32),
-        metadata=body.metadata,
-    )
+    detects = _detects(svc, found)
+    ids = await svc.galleries.enroll(gallery, body.subject, features, body.metadata)
     faces = [EnrolledFace(face_id=i, face_detect=d) for i, d in zip(ids, detects, strict=True)]
     return EnrollResponse(gallery=gallery, subject=body.subject, faces=faces)
 
@@ -162,18 +143,11 @@ async def _search(svc: GalleryHost, gallery: str, body: SearchReqBody, image: An
     features, found = await _probes(
         svc, image, body.feature, body.all_faces, body.max_faces, body.return_quality
     )
-    detects = _detects(found)
-    found = await _call(
-        svc,
-        "search",
-        gallery=gallery,
-        features=features.astype(np.float32),
-        limit=body.max_results,
-        threshold=body.threshold,
-    )
+    detects = _detects(svc, found)
+    found = await svc.galleries.search(gallery, features, body.max_results, body.threshold)
     threshold = body.threshold
     if threshold is None:
-        threshold = float((await svc.model_info())["pack"]["match_threshold"])
+        threshold = await svc.served.match_threshold()
     results = [
         SearchResult(
             face_detect=d,
@@ -188,15 +162,9 @@ async def _search(svc: GalleryHost, gallery: str, body: SearchReqBody, image: An
 
 async def _verify(svc: GalleryHost, gallery: str, body: VerifyReqBody, image: Any) -> Any:
     features, found = await _probes(svc, image, body.feature, False, 1)
-    detects = _detects(found)
-    best = await _call(
-        svc,
-        "verify",
-        gallery=gallery,
-        subject=body.subject,
-        features=features[:1].astype(np.float32),
-    )
-    threshold = float((await svc.model_info())["pack"]["match_threshold"])
+    detects = _detects(svc, found)
+    best = await svc.galleries.verify(gallery, body.subject, features[:1])
+    threshold = await svc.served.match_threshold()
     return VerifyResponse(
         subject=best["subject"],
         face_id=best["face_id"],
@@ -235,9 +203,9 @@ def _metadata_form(text: str | None) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
     except ValueError:
-        raise RequestError("metadata", "metadata must be a JSON object") from None
+        raise ApiError.invalid("metadata", "metadata must be a JSON object") from None
     if not isinstance(value, dict):
-        raise RequestError("metadata", "metadata must be a JSON object")
+        raise ApiError.invalid("metadata", "metadata must be a JSON object")
     return value
 
 
@@ -247,10 +215,10 @@ async def file_enroll(
     gallery: str,
     svc: Host,
     image: Annotated[UploadFile, File()],
-    subject: Annotated[str, Form(min_length=1, max_length=256)],
+    subject: Annotated[str, Form(min_length=1, max_length=SUBJECT_MAX_CHARS)],
     metadata: Annotated[str | None, Form(description="a JSON object")] = None,
     allFaces: Annotated[bool, Form()] = False,  # noqa: N803 - the wire name
-    maxResults: Annotated[int, Form(ge=1, le=1000)] = 128,  # noqa: N803
+    maxResults: Annotated[int, Form(ge=1, le=MAX_RESULTS)] = FACES_MAX_RESULTS,  # noqa: N803
     qualityFilter: Annotated[QualityFilterName, Form()] = "AUTO",  # noqa: N803
 ) -> Any:
     """The multipart twin of POST /v1/galleries/{gallery}/faces."""
@@ -270,10 +238,10 @@ async def file_search(
     gallery: str,
     svc: Host,
     image: Annotated[UploadFile, File()],
-    maxResults: Annotated[int, Form(ge=1, le=1000)] = 5,  # noqa: N803
+    maxResults: Annotated[int, Form(ge=1, le=MAX_RESULTS)] = SEARCH_MAX_RESULTS,  # noqa: N803
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
     allFaces: Annotated[bool, Form()] = False,  # noqa: N803
-    maxFaces: Annotated[int, Form(ge=1, le=1000)] = 128,  # noqa: N803
+    maxFaces: Annotated[int, Form(ge=1, le=MAX_RESULTS)] = FACES_MAX_RESULTS,  # noqa: N803
     returnQuality: Annotated[bool, Form()] = False,  # noqa: N803
 ) -> Any:
     """The multipart twin of POST /v1/galleries/{gallery}/search."""
@@ -293,7 +261,7 @@ async def file_verify(
     gallery: str,
     svc: Host,
     image: Annotated[UploadFile, File()],
-    subject: Annotated[str, Form(min_length=1, max_length=256)],
+    subject: Annotated[str, Form(min_length=1, max_length=SUBJECT_MAX_CHARS)],
 ) -> Any:
     """The multipart twin of POST /v1/galleries/{gallery}/verify."""
     return await _verify(svc, gallery, VerifyReqBody(subject=subject), await image.read())
@@ -301,7 +269,7 @@ async def file_verify(
 
 # -- listing and deleting -------------------------------------------------------------------------
 Offset = Annotated[int, Query(ge=0)]
-Limit = Annotated[int, Query(ge=1, le=PAGE_LIMIT)]
+Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
 
 
 @router.get("/galleries", response_model=GalleryList)
@@ -312,16 +280,18 @@ async def list_galleries(svc: Host) -> Any:
         GalleryEntry(
             name=g["name"], model_name=g["pack"], embedding_size=g["dimension"], faces=g["faces"]
         )
-        for g in await _call(svc, "galleries")
+        for g in await svc.galleries.galleries()
     ]
     return GalleryList(galleries=entries)
 
 
 @router.get("/galleries/{gallery}/subjects", response_model=SubjectPage)
 @handled
-async def list_subjects(gallery: str, svc: Host, offset: Offset = 0, limit: Limit = 100) -> Any:
+async def list_subjects(
+    gallery: str, svc: Host, offset: Offset = 0, limit: Limit = PAGE_DEFAULT
+) -> Any:
     """A page of the gallery's subjects, in name order, with their numbers of faces."""
-    page = await _call(svc, "subjects", gallery=gallery, offset=offset, limit=limit)
+    page = await svc.galleries.subjects(gallery, offset, limit)
     subjects = [SubjectEntry(**s) for s in page["subjects"]]
     return SubjectPage(subjects=subjects, total=page["total"], offset=offset, limit=limit)
 
@@ -331,12 +301,12 @@ async def list_subjects(gallery: str, svc: Host, offset: Offset = 0, limit: Limi
 async def list_faces(
     gallery: str,
     svc: Host,
-    subject: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    subject: Annotated[str | None, Query(min_length=1, max_length=SUBJECT_MAX_CHARS)] = None,
     offset: Offset = 0,
-    limit: Limit = 100,
+    limit: Limit = PAGE_DEFAULT,
 ) -> Any:
     """A page of the gallery's faces (optionally one subject's), by subject then face id."""
-    page = await _call(svc, "faces", gallery=gallery, offset=offset, limit=limit, subject=subject)
+    page = await svc.galleries.faces(gallery, offset, limit, subject)
     faces = [FaceEntry(**f) for f in page["faces"]]
     return FacePage(faces=faces, total=page["total"], offset=offset, limit=limit)
 
@@ -345,18 +315,18 @@ async def list_faces(
 @handled
 async def delete_face(gallery: str, face_id: str, svc: Host) -> Any:
     """Deletes one face."""
-    return Deleted(deleted=await _call(svc, "delete_face", gallery=gallery, face_id=face_id))
+    return Deleted(deleted=await svc.galleries.delete_face(gallery, face_id))
 
 
 @router.delete("/galleries/{gallery}/subjects/{subject}", response_model=Deleted)
 @handled
 async def delete_subject(gallery: str, subject: str, svc: Host) -> Any:
     """Deletes every face of a subject."""
-    return Deleted(deleted=await _call(svc, "delete_subject", gallery=gallery, subject=subject))
+    return Deleted(deleted=await svc.galleries.delete_subject(gallery, subject))
 
 
 @router.delete("/galleries/{gallery}", response_model=Deleted)
 @handled
 async def delete_gallery(gallery: str, svc: Host) -> Any:
     """Deletes a gallery and all its faces."""
-    return Deleted(deleted=await _call(svc, "delete_gallery", gallery=gallery))
+    return Deleted(deleted=await svc.galleries.delete_gallery(gallery))

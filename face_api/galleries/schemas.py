@@ -7,15 +7,17 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool
 
-from face_api.http.schemas import (
-    MAX_RESULTS_LIMIT,
-    DetectResult,
-    RequestInt,
-    ReturnQuality,
-    WireModel,
+from face_api.http.schemas import DetectResult, RequestInt, ReturnQuality, WireModel
+from face_api.ops.limits import (
+    FACES_MAX_RESULTS,
+    MAX_RESULTS,
+    SEARCH_MAX_RESULTS,
+    SUBJECT_MAX_CHARS,
 )
 
-Subject = Field(min_length=1, max_length=256, description="the enrolled person's name or id")
+Subject = Field(
+    min_length=1, max_length=SUBJECT_MAX_CHARS, description="the enrolled person's name or id"
+)
 Image = Field(None, description="base64 encoded image; give either image or feature")
 Feature = Field(None, description="a feature as /v1/feature returns it; or give image")
 
@@ -33,7 +35,7 @@ class EnrollReqBody(WireModel):
     all_faces: StrictBool = Field(
         False, alias="allFaces", description="enroll every face (up to maxResults), not the largest"
     )
-    max_results: RequestInt = Field(128, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT)
+    max_results: RequestInt = Field(FACES_MAX_RESULTS, alias="maxResults", ge=1, le=MAX_RESULTS)
     quality_filter: QualityFilterName = Field(
         "AUTO",
         alias="qualityFilter",
@@ -58,7 +60,11 @@ class SearchReqBody(WireModel):
     image: str | None = Image
     feature: str | None = Feature
     max_results: RequestInt = Field(
-        5, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT, description="matches per probe face"
+        SEARCH_MAX_RESULTS,
+        alias="maxResults",
+        ge=1,
+        le=MAX_RESULTS,
+        description="matches per probe face",
     )
     threshold: float | None = Field(
         None, ge=-1.0, le=1.0, description="only matches with a cosine score at least this"
@@ -67,7 +73,11 @@ class SearchReqBody(WireModel):
         False, alias="allFaces", description="search with every face of the image, not the largest"
     )
     max_faces: RequestInt = Field(
-        128, alias="maxFaces", ge=1, le=MAX_RESULTS_LIMIT, description="probe faces with allFaces"
+        FACES_MAX_RESULTS,
+        alias="maxFaces",
+        ge=1,
+        le=MAX_RESULTS,
+        description="probe faces with allFaces",
     )
     return_quality: StrictBool = ReturnQuality
 

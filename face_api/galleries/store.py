@@ -22,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from face_api.ops.errors import ApiError
+from face_api.ops.limits import SUBJECT_MAX_CHARS
 from face_api.ops.settings import GALLERY_METADATA_MAX_BYTES, GalleryConsistency
 
 log = logging.getLogger("face_api.galleries")
 
 # A letter or digit first: names made only of dots (``..``, reachable as ``%2e%2e``) are refused.
 GALLERY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SUBJECT_MAX = 256
 REGISTRY = "face_api_galleries"
 _COLLECTION_PREFIX = "gallery_"
 _QUERY_PAGE = 16384  # Milvus's largest query window
@@ -40,25 +41,6 @@ _QUERY_PAGE = 16384  # Milvus's largest query window
 # client no timestamp to wait for (Milvus 2.3), so the read after one is always Strong.
 DEFAULT_CONSISTENCY: GalleryConsistency = "Session"
 _NOT_LOADED = 101  # Milvus's ErrCollectionNotLoaded
-
-
-class GalleryError(Exception):
-    """A request the store cannot serve; ``status`` is the HTTP answer."""
-
-    status = 422
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
-class NotFoundError(GalleryError):
-    status = 404
-
-
-class IncompatibleFeatureError(GalleryError):
-    """A feature of another model pack or embedding size than the gallery's."""
 
 
 @dataclass(frozen=True)
@@ -200,7 +182,7 @@ class GalleryStore:
             search_params={"metric_type": "COSINE"},
         )[0]
         if not hits:
-            raise NotFoundError(f"subject {subject!r} is not in gallery {gallery!r}", "subject")
+            raise ApiError.not_found(f"subject {subject!r} is not in gallery {gallery!r}")
         best = hits[0]
         return Match(
             _hit_id(best), best["entity"]["subject"], _metadata(best["entity"]), best["distance"]
@@ -223,7 +205,7 @@ class GalleryStore:
         where = f"subject == {_quoted(subject)}" if subject is not None else ""
         rows = self._all(gallery, ["subject", "metadata"], where)
         if subject is not None and not rows:
-            raise NotFoundError(f"subject {subject!r} is not in gallery {gallery!r}", "subject")
+            raise ApiError.not_found(f"subject {subject!r} is not in gallery {gallery!r}")
         rows.sort(key=lambda r: (r["subject"], r["face_id"]))
         page = [
             Face(r["face_id"], r["subject"], _metadata(r)) for r in rows[offset : offset + limit]
@@ -236,7 +218,7 @@ class GalleryStore:
             self.client.get, _collection(gallery), ids=[face_id], output_fields=["face_id"]
         )
         if not found:
-            raise NotFoundError(f"face {face_id!r} is not in gallery {gallery!r}", "face_id")
+            raise ApiError.not_found(f"face {face_id!r} is not in gallery {gallery!r}")
         self._delete(_collection(gallery), ids=[face_id])
 
     def delete_subject(self, gallery: str, subject: str) -> int:
@@ -269,7 +251,7 @@ class GalleryStore:
             self.client.get, REGISTRY, ids=[name], output_fields=["pack", "dimension"]
         )
         if not found:
-            raise NotFoundError(f"gallery {name!r} does not exist", "gallery")
+            raise ApiError.not_found(f"gallery {name!r} does not exist")
         return found[0]
 
     def _open(self, name: str) -> None:
@@ -278,11 +260,11 @@ class GalleryStore:
             return
         registered = self._registered(name)
         if registered["pack"] != self.pack or int(registered["dimension"]) != self.dimension:
-            raise IncompatibleFeatureError(
+            raise ApiError.invalid(
+                "gallery",
                 f"gallery {name!r} holds features of model pack {registered['pack']!r} "
                 f"({registered['dimension']}-d); this server runs {self.pack!r} "
                 f"({self.dimension}-d): features of different models are never mixed",
-                "gallery",
             )
         self.client.load_collection(_collection(name))
         self._opened.add(name)
@@ -293,11 +275,12 @@ class GalleryStore:
         try:
             self._open(name)
             return
-        except NotFoundError:
-            pass
+        except ApiError as error:
+            if error.status != 404:
+                raise
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("face_id", DataType.VARCHAR, is_primary=True, max_length=64)
-        schema.add_field("subject", DataType.VARCHAR, max_length=SUBJECT_MAX * 4)
+        schema.add_field("subject", DataType.VARCHAR, max_length=SUBJECT_MAX_CHARS * 4)
         schema.add_field("metadata", DataType.JSON)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimension)
         index = self.client.prepare_index_params()
@@ -314,21 +297,21 @@ class GalleryStore:
         vectors = np.asarray(features, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
             got = vectors.shape[-1] if vectors.ndim else 0
-            raise IncompatibleFeatureError(
-                f"expected {self.dimension}-d features of model pack {self.pack!r}, got {got}-d",
+            raise ApiError.invalid(
                 "feature",
+                f"expected {self.dimension}-d features of model pack {self.pack!r}, got {got}-d",
             )
         if not np.isfinite(vectors).all() or (np.linalg.norm(vectors, axis=1) == 0).any():
-            raise GalleryError("features must be finite and non-zero", "feature")
+            raise ApiError.invalid("feature", "features must be finite and non-zero")
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     def _check_metadata(self, metadata: dict[str, Any] | None) -> None:
         text = json.dumps(metadata or {}, separators=(",", ":"), ensure_ascii=False)
         size = len(text.encode("utf-8"))
         if size > self.metadata_max_bytes:
-            raise GalleryError(
-                f"metadata is {size} bytes as JSON, over the limit of {self.metadata_max_bytes}",
+            raise ApiError.invalid(
                 "metadata",
+                f"metadata is {size} bytes as JSON, over the limit of {self.metadata_max_bytes}",
             )
 
     def _count(self, gallery: str) -> int:
@@ -432,16 +415,16 @@ def _collection(gallery: str) -> str:
 
 def _check_gallery_name(name: str) -> None:
     if not GALLERY_NAME.match(name):
-        raise GalleryError(
+        raise ApiError.invalid(
+            "gallery",
             "gallery names are 1-64 characters of letters, digits, '_', '-' and '.', starting "
             "with a letter or a digit",
-            "gallery",
         )
 
 
 def _check_subject(subject: str) -> None:
-    if not subject or len(subject) > SUBJECT_MAX:
-        raise GalleryError(f"subject must be 1-{SUBJECT_MAX} characters", "subject")
+    if not subject or len(subject) > SUBJECT_MAX_CHARS:
+        raise ApiError.invalid("subject", f"subject must be 1-{SUBJECT_MAX_CHARS} characters")
 
 
 def _quoted(text: str) -> str:

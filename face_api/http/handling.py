@@ -1,90 +1,50 @@
 """A request's work turned into the contract's answer: its result, or the error response.
 
-One place for what every endpoint does on failure, the reference's POSTs in ``service.py`` and
-the galleries' routes alike: a deadline (503), invalid input (422 naming the field), a backend
-that is down (503 with ``Retry-After``), never a 500 or a hang. An endpoint gets all of it by
-being declared ``@handled``.
+One place for what every endpoint does, the reference's POSTs in ``service.py`` and the
+galleries' routes alike: the request's deadline (503), and every failure as the contract's
+answer (``face_api/http/errors.py``), never a 500 or a hang. An endpoint gets all of it by being
+declared ``@handled``; the deadline is the edge's (``RequestDeadline``, built from the settings).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import ParamSpec, TypeVar
 
-import aiohttp
-import bentoml
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
-from face_api.ops.settings import get_settings
+from face_api.http.asgi import ASGIApp, Receive, Scope, Send
+from face_api.http.errors import api_error, error_response
 from face_api.ops.timing import request_timings, since_ms
-from face_api.pipeline.errors import RequestError
 
-log = logging.getLogger("face_api")
 T = TypeVar("T")
 P = ParamSpec("P")
-RETRY_AFTER_S = "1"
-# What a call to another BentoML service raises when that service is down or restarting.
-BACKEND_ERRORS = (bentoml.exceptions.BentoMLException, aiohttp.ClientError, OSError)
+# The seconds an endpoint's work may take, for the request being served (None: no deadline, as
+# for an endpoint called outside a server).
+deadline_s: ContextVar[int | None] = ContextVar("face_api_deadline_s", default=None)
 
 
-def unavailable(message: str) -> JSONResponse:
-    """503 in the contract's shape, with a hint when to try again."""
-    return JSONResponse(
-        {"detail": f"{message}; retry later"},
-        status_code=503,
-        headers={"retry-after": RETRY_AFTER_S},
-    )
+class RequestDeadline:
+    """Gives every request the deadline ``@handled`` enforces on its endpoint's work."""
 
+    def __init__(self, app: ASGIApp, timeout_s: int) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
 
-class StatusError(Exception):
-    """An answer other than 422 for one field: 404, or 503 for a named backend."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
-
-    def response(self) -> JSONResponse:
-        if self.status == 422:
-            return JSONResponse(RequestError(self.field or "body", self.message).body(), 422)
-        if self.status == 503:
-            return unavailable(self.message)
-        return JSONResponse({"detail": self.message}, self.status)
-
-
-async def answer(work: Awaitable[T], timeout_s: int) -> T | JSONResponse:
-    """``work``'s result within ``timeout_s``, or the contract's error response."""
-    timings = request_timings()
-    timings.add("parse", since_ms(timings.started))  # everything before the handler
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await work
-    except RequestError as exc:
-        return JSONResponse(exc.body(), status_code=exc.status)
-    except ValidationError as exc:
-        items = [
-            {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_input=False, include_url=False)
-        ]
-        return JSONResponse({"detail": items}, status_code=422)
-    except StatusError as exc:
-        return exc.response()
-    except TimeoutError:  # before BACKEND_ERRORS: TimeoutError is an OSError
-        log.warning("request timed out after %s s", timeout_s)
-        return unavailable(f"request timed out after {timeout_s} s")
-    except BACKEND_ERRORS as exc:
-        log.warning("inference backend failed: %s", type(exc).__name__)
-        return unavailable(f"inference backend unavailable ({type(exc).__name__})")
-    finally:
-        timings.handler_ended = time.perf_counter()
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = deadline_s.set(self.timeout_s)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            deadline_s.reset(token)
 
 
 def handled(endpoint: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T | JSONResponse]]:
-    """The endpoint's result within the request deadline, or the contract's error response.
+    """The endpoint's result within the request's deadline, or the contract's error response.
 
     Its signature and annotations stay the endpoint's own (``functools.wraps``), so BentoML and
     FastAPI read the request schema from it as if it were undecorated.
@@ -92,6 +52,18 @@ def handled(endpoint: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T | JS
 
     @functools.wraps(endpoint)
     async def contract_endpoint(*args: P.args, **kwargs: P.kwargs) -> T | JSONResponse:
-        return await answer(endpoint(*args, **kwargs), get_settings().request_timeout_s)
+        timings = request_timings()
+        timings.add("parse", since_ms(timings.started))  # everything before the handler
+        timeout_s = deadline_s.get()
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await endpoint(*args, **kwargs)
+        except Exception as exc:
+            error = api_error(exc, timeout_s or 0)
+            if error is None:
+                raise
+            return error_response(error)
+        finally:
+            timings.handler_ended = time.perf_counter()
 
     return contract_endpoint

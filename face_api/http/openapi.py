@@ -21,7 +21,8 @@ from typing import Any
 
 from starlette.responses import Response
 
-from face_api.http.middleware import PUBLIC_GET_PREFIXES, ASGIApp, Receive, Scope, Send
+from face_api.http.admission import PUBLIC_GET_PREFIXES
+from face_api.http.asgi import ASGIApp, Receive, Scope, Send
 
 OPENAPI_VERSION = "3.1.0"
 ERROR_MESSAGE = "ErrorMessage"

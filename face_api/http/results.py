@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from face_api.http.schemas import BoundingBox, DetectResult, FaceQuality, Landmark
-from face_api.ops.settings import get_settings
+from face_api.ops.settings import Settings
 from face_api.pipeline import quality as face_quality
 from face_api.pipeline.analysis import Analysis
 from face_api.pipeline.faces import landmarks_of
@@ -15,25 +15,22 @@ def _clip_round(values: np.ndarray, upper: float) -> list[int]:
     return [int(v) for v in np.clip(np.rint(values), 0, upper)]
 
 
-def quality_bars() -> tuple[face_quality.Bar, face_quality.Bar]:
+def quality_bars(settings: Settings) -> face_quality.Bars:
     """The settings' bars for the grades medium and high."""
-    s = get_settings()
     pairs = (
-        s.quality_face_px,
-        s.quality_confidence,
-        s.quality_sharpness,
-        s.quality_brightness,
-        s.quality_pose_deg,
+        settings.quality_face_px,
+        settings.quality_confidence,
+        settings.quality_sharpness,
+        settings.quality_brightness,
+        settings.quality_pose_deg,
     )
-    return face_quality.Bar(*(p[0] for p in pairs)), face_quality.Bar(*(p[1] for p in pairs))
+    return face_quality.Bars(
+        face_quality.Bar(*(p[0] for p in pairs)), face_quality.Bar(*(p[1] for p in pairs))
+    )
 
 
-def verdict(face: np.ndarray, measures: np.ndarray) -> face_quality.Verdict:
-    return face_quality.grade(face, measures, *quality_bars())
-
-
-def quality_of(face: np.ndarray, measures: np.ndarray) -> FaceQuality:
-    judged = verdict(face, measures)
+def quality_of(face: np.ndarray, measures: np.ndarray, bars: face_quality.Bars) -> FaceQuality:
+    judged = bars.judge(face, measures)
     sharpness, brightness, yaw, pitch, roll, norm = (float(m) for m in measures)
     return FaceQuality(
         grade=judged.grade.value,
@@ -51,10 +48,13 @@ def quality_of(face: np.ndarray, measures: np.ndarray) -> FaceQuality:
 
 
 def detect_result(
-    face: np.ndarray, image_shape: tuple[int, ...], measures: np.ndarray | None = None
+    face: np.ndarray,
+    image_shape: tuple[int, ...],
+    measures: np.ndarray | None = None,
+    bars: face_quality.Bars | None = None,
 ) -> DetectResult:
     """One detection row as a ``DetectResult``: integer pixels clipped to the image, and its
-    quality where its ``measures`` came (the request asked for them)."""
+    quality, judged by ``bars``, where its ``measures`` came (the request asked for them)."""
     height, width = image_shape[:2]
     left, right = _clip_round(face[[0, 2]], width)
     top, bottom = _clip_round(face[[1, 3]], height)
@@ -66,15 +66,15 @@ def detect_result(
         confidence=float(face[4]),
         bounding_box=BoundingBox(left=left, top=top, right=right, bottom=bottom),
         landmarks=[Landmark(x=x, y=y) for x, y in zip(xs, ys, strict=True)],
-        quality=None if measures is None else quality_of(face, measures),
+        quality=None if measures is None or bars is None else quality_of(face, measures, bars),
     )
 
 
-def detect_results(found: Analysis) -> list[DetectResult]:
+def detect_results(found: Analysis, bars: face_quality.Bars) -> list[DetectResult]:
     """An analysed image's faces, each with its quality when it was measured."""
     shape = (found.height, found.width)
     measures = found.quality if found.quality is not None else [None] * len(found.faces)
-    return [detect_result(f, shape, m) for f, m in zip(found.faces, measures, strict=True)]
+    return [detect_result(f, shape, m, bars) for f, m in zip(found.faces, measures, strict=True)]
 
 
 def no_face() -> DetectResult:

@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool
 
-MAX_RESULTS_LIMIT = 1000
+from face_api.ops.limits import DETECT_MAX_RESULTS, FACES_MAX_RESULTS, MAX_RESULTS
+
 # Numbers must be JSON integers: `true`, `1.5` or `"10"` are a 422, not silently coerced (multipart
 # fields arrive as text and BentoML decodes them as JSON first, so `maxResults=10` still works).
 RequestInt = Annotated[int, Strict()]
@@ -47,7 +48,7 @@ SENT_WHEN_ASKED = {"x-sent-when": "returnQuality"}
 
 class DetectReqBody(WireModel):
     seq: RequestInt = Field(0, description="echoed back in the response")
-    max_results: RequestInt = Field(750, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT)
+    max_results: RequestInt = Field(DETECT_MAX_RESULTS, alias="maxResults", ge=1, le=MAX_RESULTS)
     detect_sort_type: DetectSortTypeValue = Field(
         0,
         alias="detectSortType",
@@ -75,7 +76,7 @@ class CropReqBody(WireModel):
 
 class MultiFeatureReqBody(WireModel):
     image: str = Base64Image
-    max_results: RequestInt = Field(128, alias="maxResults", ge=1, le=MAX_RESULTS_LIMIT)
+    max_results: RequestInt = Field(FACES_MAX_RESULTS, alias="maxResults", ge=1, le=MAX_RESULTS)
 
 
 class MultiEmbeddingsReqBody(MultiFeatureReqBody):

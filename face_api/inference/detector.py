@@ -26,20 +26,12 @@ import onnxruntime as ort
 from insightface.model_zoo.scrfd import SCRFD, distance2bbox, distance2kps
 from onnx import TensorProto, helper
 
+from face_api.inference.buckets import batch_buckets, padded_to_bucket
+
 log = logging.getLogger("face_api.runner")
 
 DETECTION_WIDTH = 15  # x1, y1, x2, y2, score, then 5 landmarks as x, y
 UINT8_INPUT = "images"
-
-
-def batch_buckets(largest: int) -> list[int]:
-    """Powers of two up to ``largest``, and ``largest`` itself."""
-    sizes = [1 << i for i in range(largest.bit_length()) if 1 << i < largest]
-    return [*sizes, largest]
-
-
-def bucket_for(n: int, largest: int) -> int:
-    return next(size for size in batch_buckets(largest) if size >= n)
 
 
 def with_dynamic_batch(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -136,7 +128,9 @@ class BatchedDetector:
         per_image: list[list[np.ndarray]] = []
         for start in range(0, len(canvases), self.max_batch):
             chunk = canvases[start : start + self.max_batch]
-            outputs = self.forward(chunk if self.max_batch == 1 else self._padded(chunk))
+            outputs = self.forward(
+                padded_to_bucket(chunk, self.max_batch) if self.pad_to_buckets else chunk
+            )
             per_image += [[o[i] for o in outputs] for i in range(len(chunk))]
         return per_image
 
@@ -155,13 +149,6 @@ class BatchedDetector:
             )
         outputs = self.session.run(None, {self.input_name: feed})
         return [self._per_image(output, len(canvases)) for output in outputs]
-
-    def _padded(self, chunk: np.ndarray) -> np.ndarray:
-        if not self.pad_to_buckets or len(chunk) == bucket_for(len(chunk), self.max_batch):
-            return chunk
-        padded = np.zeros((bucket_for(len(chunk), self.max_batch), *chunk.shape[1:]), np.uint8)
-        padded[: len(chunk)] = chunk
-        return padded
 
     def _per_image(self, output: np.ndarray, images: int) -> np.ndarray:
         if output.ndim == 3:  # a graph exported with a batch axis already

@@ -2,8 +2,8 @@
 
 Built from insightface's own model classes (``SCRFD``, ``ArcFaceONNX`` via ``model_zoo.get_model``),
 so preprocessing, anchor decoding and NMS are insightface's; the detector runs whole batches
-(``detector.py``). ``runners/insightface_runner.py`` wraps this in a BentoML service; the
-benchmarks call it in process.
+(``detector.py``). ``backend.py`` puts it behind continuous batchers, which
+``runners/insightface_runner.py`` serves as a BentoML service; the benchmarks call it in process.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import ctypes
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,8 @@ from insightface.model_zoo import model_zoo
 from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 from insightface.model_zoo.scrfd import SCRFD
 
-from face_api.inference.detector import BatchedDetector, batch_buckets, bucket_for
+from face_api.inference.buckets import batch_buckets, padded_to_bucket
+from face_api.inference.detector import BatchedDetector
 from face_api.inference.vectors import normalize
 from face_api.ops import environment
 from face_api.ops.settings import Settings
@@ -118,61 +118,60 @@ def session_options(settings: Settings, cuda: bool = False) -> ort.SessionOption
     return options
 
 
-@dataclass
 class FaceEngine:
-    """One pack's detector and recognizer, ready to run on the configured device."""
+    """One pack's detector and recognizer, ready to run on the configured device.
 
-    pack_dir: Path
-    settings: Settings
-    pack_name: str = ""  # the pack's name in the model store (the folder is a version id)
-    detector: BatchedDetector = field(init=False)
-    recognizer: ArcFaceONNX = field(init=False)
-    detector_file: str = field(init=False)
-    recognizer_file: str = field(init=False)
-    providers: list[str] = field(init=False)
-    device: str = field(init=False)
+    Building one loads both models, warms up every input shape and checks the device: it takes
+    seconds, so a process makes one and keeps it.
+    """
 
-    def __post_init__(self) -> None:
-        self.pack_name = self.pack_name or self.pack_dir.name
+    def __init__(self, pack_dir: Path, settings: Settings, pack_name: str = "") -> None:
+        self.pack_dir: Path = pack_dir
+        self.settings: Settings = settings
+        # The pack's name in the model store (the folder is a version id).
+        self.pack_name: str = pack_name or pack_dir.name
         available = ort.get_available_providers()
-        wanted = requested_providers(self.settings, available)
+        wanted = requested_providers(settings, available)
         on_cuda = wanted[0] != CPU
         if on_cuda:
             preload_cuda_libraries()
-        options = session_options(self.settings, cuda=on_cuda)
-        scrfd, arcface = route_pack(self.pack_dir)
-        self.detector_file = Path(scrfd.model_file).name
-        self.recognizer_file = Path(arcface.model_file).name
-        scrfd.prepare(0, det_thresh=self.settings.det_threshold)
-        self.detector = BatchedDetector(
+        options = session_options(settings, cuda=on_cuda)
+        scrfd, arcface = route_pack(pack_dir)
+        # The files' names, as the pack's metadata and the info endpoints report them.
+        self.detector_file: str = Path(scrfd.model_file).name
+        self.recognizer_file: str = Path(arcface.model_file).name
+        scrfd.prepare(0, det_thresh=settings.det_threshold)
+        self.detector: BatchedDetector = BatchedDetector(
             scrfd,
             wanted,
             options,
-            size=self.settings.det_size,
-            max_batch=self.settings.detect_batch_size(on_cuda),
+            size=settings.det_size,
+            max_batch=settings.detect_batch_size(on_cuda),
             normalize_in_graph=on_cuda,
             pad_to_buckets=on_cuda,
         )
-        self.recognizer = self._recognizer(arcface.model_file, wanted, options)
+        self.recognizer: ArcFaceONNX = self._recognizer(arcface.model_file, wanted, options)
         self._warm_up()
-        self.providers = self._providers_in_use()
-        self.device = "cuda" if CUDA in self.providers else "cpu"
-        if self.settings.device == "cuda" and self.device != "cuda":
+        # What the sessions run on, which is not always what was asked for: ONNX Runtime falls
+        # back to CPU when the CUDA provider does not load.
+        self.providers: list[str] = self._providers_in_use()
+        self.device: str = "cuda" if CUDA in self.providers else "cpu"
+        if settings.device == "cuda" and self.device != "cuda":
             raise DeviceUnavailableError(
                 f"FACE_DEVICE=cuda but the sessions run on {self.providers}: "
                 f"{cuda_provider_failure()}"
             )
-        if self.settings.device == "auto" and self.device == "cpu" and CUDA in available:
+        if settings.device == "auto" and self.device == "cpu" and CUDA in available:
             log.warning("!!! FACE_DEVICE=auto: CUDA is offered but failed; running on CPU. !!!")
         log.info(
             "model pack %s: detector %s (up to %d images a pass), recognizer %s, providers in "
             "use %s, %d intra-op threads",
             self.pack_name,
             self.detector_file,
-            self.detector.max_batch,
+            self.detect_max_batch,
             self.recognizer_file,
             self.providers,
-            self.settings.intra_op_threads,
+            settings.intra_op_threads,
         )
 
     def _recognizer(
@@ -208,6 +207,30 @@ class FaceEngine:
     def embedding_size(self) -> int:
         return int(self.recognizer.output_shape[-1])
 
+    @property
+    def detector_threshold(self) -> float:
+        """The lowest detection score kept."""
+        return self.detector.threshold
+
+    @property
+    def nms_threshold(self) -> float:
+        return self.detector.nms_threshold
+
+    @property
+    def detector_input_shape(self) -> list[Any]:
+        """The detector graph's input shape as its file declares it (e.g. ``[1, 3, "?", "?"]``)."""
+        return list(self.detector.reference.input_shape)
+
+    @property
+    def detect_max_batch(self) -> int:
+        """The most canvases a detection pass takes (1 after a failed batching self-check)."""
+        return self.detector.max_batch
+
+    @property
+    def embed_max_batch(self) -> int:
+        """The most crops a recognition pass takes."""
+        return self.settings.embed_max_batch_size
+
     def _providers_in_use(self) -> list[str]:
         in_use: list[str] = []
         for session in (self.detector.session, self.recognizer.session):
@@ -219,7 +242,7 @@ class FaceEngine:
     def _warm_up(self) -> None:
         """Run every input shape once, so no request pays for a first run (or a cuDNN search)."""
         self.detector.warm_up()
-        shapes = batch_buckets(self.settings.embed_max_batch_size) if self._pads_batches else [1]
+        shapes = batch_buckets(self.embed_max_batch) if self._pads_batches else [1]
         for n in shapes:
             self.embed(np.zeros((n, self.crop_size, self.crop_size, 3), dtype=np.uint8))
 
@@ -236,6 +259,17 @@ class FaceEngine:
         detections in canvas pixels, best score first."""
         return self.detector.detect(canvases)
 
+    def forward_canvases(self, canvases: np.ndarray) -> list[list[np.ndarray]]:
+        """``detect`` without the decoding: each canvas's raw outputs, in passes of up to
+        ``detect_max_batch`` canvases. ``decode`` turns one canvas's into its detections, on any
+        thread."""
+        return self.detector.forward_images(canvases)
+
+    def decode(self, outputs: list[np.ndarray]) -> np.ndarray:
+        """One canvas's raw outputs (from ``forward_canvases``) -> its (K, 15) detections, as
+        ``detect`` answers them (anchors, NMS)."""
+        return self.detector.decode(outputs)
+
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """(N, 112, 112, 3) uint8 aligned BGR crops -> (N, D) float32 unit embeddings."""
         return normalize(self.features(crops))
@@ -247,12 +281,11 @@ class FaceEngine:
             return np.zeros((0, self.embedding_size), dtype=np.float32)
         if not self._pads_batches:
             return np.asarray(self.recognizer.get_feat(list(crops)), np.float32)
-        most = self.settings.embed_max_batch_size
+        most = self.embed_max_batch
         out = []
         for start in range(0, len(crops), most):
             chunk = crops[start : start + most]
-            padded = np.zeros((bucket_for(len(chunk), most), *chunk.shape[1:]), dtype=np.uint8)
-            padded[: len(chunk)] = chunk
+            padded = padded_to_bucket(chunk, most)
             out.append(self.recognizer.get_feat(list(padded))[: len(chunk)])
         return np.asarray(np.concatenate(out), np.float32)
 

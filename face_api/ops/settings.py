@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from face_api.ops.limits import MAX_RESULTS
+
 DEFAULT_MODEL_PACK = "buffalo_sc_int8"
 # A Milvus server refuses JSON fields over 64 KiB; the default cap keeps well under it.
 GALLERY_METADATA_MAX_BYTES = 16 * 1024
@@ -102,7 +104,9 @@ class Settings(BaseSettings):
     # --- limits ---------------------------------------------------------------------------
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1)
-    max_results_cap: int = Field(1000, ge=1, le=1000)  # the contract allows maxResults <= 1000
+    max_results_cap: int = Field(
+        MAX_RESULTS, ge=1, le=MAX_RESULTS
+    )  # a lower cap than the contract's
     request_timeout_s: int = Field(60, ge=1)
     # POSTs served at once by one API worker; more are answered 429 at once. Each holds at most
     # one body (max_body_bytes) in the worker and one decoded image (max_pixels) in the runner.

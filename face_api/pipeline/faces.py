@@ -13,7 +13,6 @@ import numpy as np
 from insightface.utils import face_align
 
 # The row format, as the detector writes it.
-from face_api.inference.detector import DETECTION_WIDTH as DETECTION_WIDTH
 
 
 class DetectSortType(IntEnum):

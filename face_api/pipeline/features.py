@@ -8,7 +8,7 @@ import binascii
 import numpy as np
 
 from face_api.inference.vectors import normalize
-from face_api.pipeline.errors import RequestError
+from face_api.ops.errors import ApiError
 
 _FLOAT32_LE = np.dtype("<f4")
 
@@ -22,23 +22,23 @@ def decode_feature(text: str, field: str) -> np.ndarray:
     try:
         raw = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise RequestError(
-            field, "feature is not valid base64", type_="value_error.feature"
+        raise ApiError.invalid(
+            field, "feature is not valid base64", kind="value_error.feature"
         ) from None
     if not raw:
-        raise RequestError(field, "feature is empty", type_="value_error.feature")
+        raise ApiError.invalid(field, "feature is empty", kind="value_error.feature")
     if len(raw) % _FLOAT32_LE.itemsize:
-        raise RequestError(
+        raise ApiError.invalid(
             field,
             f"feature is {len(raw)} bytes, not a whole number of float32 values",
-            type_="value_error.feature",
+            kind="value_error.feature",
         )
     vector = np.frombuffer(raw, dtype=_FLOAT32_LE).astype(np.float32)
     if not np.all(np.isfinite(vector)):
-        raise RequestError(field, "feature has non-finite values", type_="value_error.feature")
+        raise ApiError.invalid(field, "feature has non-finite values", kind="value_error.feature")
     if not np.any(vector):
-        raise RequestError(
-            field, "feature is all zeros (no direction to compare)", type_="value_error.feature"
+        raise ApiError.invalid(
+            field, "feature is all zeros (no direction to compare)", kind="value_error.feature"
         )
     return vector
 
@@ -53,9 +53,9 @@ def feature_score(feature1: str, feature2: str) -> float:
     v1 = decode_feature(feature1, "feature1")
     v2 = decode_feature(feature2, "feature2")
     if v1.shape != v2.shape:
-        raise RequestError(
+        raise ApiError.invalid(
             "feature2",
             f"feature2 has {v2.size} values but feature1 has {v1.size}",
-            type_="value_error.feature",
+            kind="value_error.feature",
         )
     return cosine(v1, v2)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from face_api.pipeline.errors import RequestError
+from face_api.ops.errors import ApiError
 
 # Pillow is only used to read the header (size, format) before OpenCV decodes; its own bomb check
 # is replaced by ours so that the limit is a setting and the answer a clean 422.
@@ -36,15 +36,15 @@ def decode_base64(value: str, field: str) -> bytes:
     text = _WHITESPACE.sub("", value)
     text = _DATA_URI.sub("", text, count=1)
     if not text:
-        raise RequestError(field, "image is empty", type_="value_error.empty")
+        raise ApiError.invalid(field, "image is empty", kind="value_error.empty")
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise RequestError(
+        raise ApiError.invalid(
             field,
             f"not valid standard base64 ({exc}); URL-safe alphabet and missing padding "
             "are not accepted",
-            type_="value_error.base64",
+            kind="value_error.base64",
         ) from None
 
 
@@ -67,35 +67,35 @@ def _check_header(data: bytes, field: str, max_pixels: int) -> None:
     try:
         size = header_size(data)
     except ValueError:
-        raise RequestError(field, "not a readable image", type_="value_error.image") from None
+        raise ApiError.invalid(field, "not a readable image", kind="value_error.image") from None
     if size is None:
         return  # not a format Pillow knows: OpenCV may still decode it, and says if it can't
     width, height = size
     if width * height > max_pixels:
-        raise RequestError(
+        raise ApiError.invalid(
             field,
             f"image is {width}x{height} = {width * height} pixels, over the limit of "
             f"{max_pixels} pixels",
-            type_="value_error.image_too_large",
+            kind="value_error.image_too_large",
         )
 
 
 def decode_image(data: bytes, field: str, max_pixels: int) -> np.ndarray:
     """Bytes of any format OpenCV reads to an (H, W, 3) uint8 BGR array, EXIF-rotated."""
     if not data:
-        raise RequestError(field, "image is empty (zero bytes)", type_="value_error.empty")
+        raise ApiError.invalid(field, "image is empty (zero bytes)", kind="value_error.empty")
     _check_header(data, field, max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8)
     # IMREAD_COLOR: grayscale, alpha and 16-bit become 8-bit BGR, and EXIF orientation is applied.
     image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if image is None or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
-        raise RequestError(
-            field, "not a decodable image (or truncated/corrupt)", type_="value_error.image"
+        raise ApiError.invalid(
+            field, "not a decodable image (or truncated/corrupt)", kind="value_error.image"
         )
     if image.shape[0] * image.shape[1] > max_pixels:
-        raise RequestError(
+        raise ApiError.invalid(
             field,
             f"image is over the limit of {max_pixels} pixels",
-            type_="value_error.image_too_large",
+            kind="value_error.image_too_large",
         )
     return image

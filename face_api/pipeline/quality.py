@@ -131,6 +131,17 @@ class Bar:
 
 
 @dataclass(frozen=True)
+class Bars:
+    """The bars of the grades medium and high (the settings' ``FACE_QUALITY_*`` pairs)."""
+
+    medium: Bar
+    high: Bar
+
+    def judge(self, face: np.ndarray, measures: np.ndarray) -> Verdict:
+        return grade(face, measures, self.medium, self.high)
+
+
+@dataclass(frozen=True)
 class Verdict:
     grade: Grade
     reasons: dict[Reason, Grade]  # each measure below high and the grade it earns, worst first

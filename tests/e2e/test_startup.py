@@ -91,7 +91,7 @@ def test_killing_the_main_process_takes_its_workers_along(tmp_path, imported_pac
         wait_healthy(process, url, log)
         roles = service_processes(RunningServer(url, log, process))
         workers = [p for role, ps in roles.items() if role != "arbiter" for p in ps]
-        assert {"FaceAPI", "InsightFaceRunner", "GalleryStore"} <= set(roles)
+        assert {"FaceAPI", "InsightFaceRunner", "GalleryStoreService"} <= set(roles)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         port = int(url.rsplit(":", 1)[1])

@@ -46,11 +46,23 @@ def test_cuda_provider_gets_the_settings_options():
 
 
 def test_batch_buckets_are_powers_of_two_up_to_the_largest():
-    from face_api.inference.detector import batch_buckets, bucket_for
+    from face_api.inference.buckets import batch_buckets, bucket_for
 
     assert batch_buckets(64) == [1, 2, 4, 8, 16, 32, 64]
     assert batch_buckets(48) == [1, 2, 4, 8, 16, 32, 48]
     assert [bucket_for(n, 64) for n in (1, 3, 9, 33, 64)] == [1, 4, 16, 64, 64]
+
+
+def test_a_batch_is_padded_with_zero_rows_up_to_its_bucket():
+    from face_api.inference.buckets import padded_to_bucket
+
+    batch = np.full((3, 2, 2), 7, np.uint8)
+    padded = padded_to_bucket(batch, 64)
+    assert padded.shape == (4, 2, 2) and padded.dtype == np.uint8
+    np.testing.assert_array_equal(padded[:3], batch)
+    assert not padded[3].any()
+    four = np.ones((4, 2), np.uint8)
+    assert padded_to_bucket(four, 64) is four  # a bucket size already: not copied
 
 
 def test_padded_batches_give_the_same_embeddings(engine, monkeypatch):
@@ -85,7 +97,7 @@ def test_engine_reports_cpu_and_sizes(engine):
     assert engine.crop_size == 112 and engine.embedding_size == 512
     assert engine.detector_file == "det_500m.onnx"
     # On CPU one image a pass (a batched pass was no faster per image), normalized by OpenCV.
-    assert engine.detector.max_batch == 1 and not engine.detector.normalize_in_graph
+    assert engine.detect_max_batch == 1 and not engine.detector.normalize_in_graph
     assert engine.detector.session.get_providers() == [CPU]
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from face_api.http.results import detect_result, no_face, whole_crop
+from face_api.inference.detector import DETECTION_WIDTH
 from face_api.pipeline.faces import (
-    DETECTION_WIDTH,
     DetectSortType,
     align_faces,
     letterbox,

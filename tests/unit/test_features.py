@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from face_api.inference.vectors import normalize
-from face_api.pipeline.errors import RequestError
+from face_api.ops.errors import ApiError
 from face_api.pipeline.features import cosine, decode_feature, encode_feature, feature_score
 
 
@@ -47,6 +47,6 @@ def test_score_is_the_plain_cosine():
     ],
 )
 def test_bad_features_are_422_naming_the_field(feature1, feature2, field, message):
-    with pytest.raises(RequestError, match=message) as err:
+    with pytest.raises(ApiError, match=message) as err:
         feature_score(feature1, feature2)
     assert err.value.field == field and err.value.status == 422

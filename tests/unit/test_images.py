@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from face_api.pipeline.errors import RequestError
+from face_api.ops.errors import ApiError
 from face_api.pipeline.images import decode_base64, decode_image
 from tests.paths import IDENTITIES
 
@@ -36,13 +36,13 @@ def test_base64_tolerates_whitespace_line_breaks_and_data_uri():
     ids=["garbage", "url-safe", "missing-padding"],
 )
 def test_base64_rejects_non_standard(text):
-    with pytest.raises(RequestError) as err:
+    with pytest.raises(ApiError) as err:
         decode_base64(text, "image1")
     assert err.value.field == "image1" and err.value.status == 422
 
 
 def test_empty_base64_is_422():
-    with pytest.raises(RequestError, match="empty"):
+    with pytest.raises(ApiError, match="empty"):
         decode_base64("  ", "image")
 
 
@@ -55,7 +55,7 @@ def test_jpeg_decodes_to_bgr_uint8():
     "data", [b"", b"hello world", PHOTO[: len(PHOTO) // 3]], ids=["zero-bytes", "text", "truncated"]
 )
 def test_not_an_image_is_422_naming_the_field(data):
-    with pytest.raises(RequestError) as err:
+    with pytest.raises(ApiError) as err:
         decode_image(data, "image2", LIMIT)
     assert err.value.field == "image2"
 
@@ -74,7 +74,7 @@ def test_pixel_limit_is_checked_from_the_header():
     big = Image.new("L", (4000, 3000))
     buffer = io.BytesIO()
     big.save(buffer, format="PNG")
-    with pytest.raises(RequestError, match="over the limit"):
+    with pytest.raises(ApiError, match="over the limit"):
         decode_image(buffer.getvalue(), "image", 10_000_000)
 
 

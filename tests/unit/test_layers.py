@@ -90,7 +90,7 @@ def test_imports_flow_one_way():
     ("module", "source"),
     [
         ("face_api.inference.engine", "from face_api.pipeline.faces import DetectSortType"),
-        ("face_api.ops.settings", "def f():\n    import face_api.http.middleware"),
+        ("face_api.ops.settings", "def f():\n    import face_api.http.layers"),
         ("face_api.pipeline.images", "from face_api import galleries"),
         ("face_api.http.schemas", "from face_api.galleries.store import GalleryStore"),
         ("runners.insightface_runner", "import service"),

@@ -8,7 +8,7 @@ import logging
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from face_api.ops.startup import BENTOML_REQUEST_LOGGERS, enable_service_logging
+from face_api.ops.logs import BENTOML_REQUEST_LOGGERS, enable_service_logging
 
 SECRET_IMAGE = "aGVsbG8gc2VjcmV0IGltYWdlIGJ5dGVz" * 4
 

@@ -11,14 +11,13 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from face_api.http.middleware import (
+from face_api.http.admission import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
-    ErrorShapeMiddleware,
-    RequestBodyMiddleware,
-    rewrite_error,
 )
+from face_api.http.body_checks import RequestBodyMiddleware
+from face_api.http.error_shapes import ErrorShapeMiddleware, rewrite_error
 
 
 async def echo(request: Request) -> JSONResponse:

@@ -1,0 +1,123 @@
+"""The gallery service's methods as the API workers call them, with this server's pack.
+
+Every call files its features under the served pack's name and embedding size, so a gallery never
+mixes features of two models; the service's ``Reply`` is unwrapped here (its ``ApiError`` raised
+again), and a service that does not answer is a 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+
+from face_api.http.errors import BACKEND_ERRORS
+from face_api.http.info import ServedModel
+from face_api.ops.errors import ApiError, Reply
+
+
+class GalleryStoreClient:
+    def __init__(self, store: Any, served: ServedModel) -> None:
+        self.store = store  # the ``bentoml.depends`` handle of ``GalleryStoreService``
+        self.served = served
+
+    async def enroll(
+        self, gallery: str, subject: str, features: np.ndarray, metadata: dict[str, Any] | None
+    ) -> list[str]:
+        """The new faces' ids, one per row of ``features``."""
+        return await self._round_trip(
+            lambda pack, dimension: self.store.to_async.enroll(
+                pack=pack,
+                dimension=dimension,
+                gallery=gallery,
+                subject=subject,
+                features=features.astype(np.float32),
+                metadata=metadata,
+            )
+        )
+
+    async def search(
+        self, gallery: str, features: np.ndarray, limit: int, threshold: float | None
+    ) -> list[list[dict[str, Any]]]:
+        """Per row of ``features``, its best matches (``face_id``, ``subject``, ``metadata``,
+        ``score``), best first."""
+        return await self._round_trip(
+            lambda pack, dimension: self.store.to_async.search(
+                pack=pack,
+                dimension=dimension,
+                gallery=gallery,
+                features=features.astype(np.float32),
+                limit=limit,
+                threshold=threshold,
+            )
+        )
+
+    async def verify(self, gallery: str, subject: str, feature: np.ndarray) -> dict[str, Any]:
+        """The subject's face closest to ``feature`` (1, D): ``subject``, ``face_id``, ``score``."""
+        return await self._round_trip(
+            lambda pack, dimension: self.store.to_async.verify(
+                pack=pack,
+                dimension=dimension,
+                gallery=gallery,
+                subject=subject,
+                features=feature.astype(np.float32),
+            )
+        )
+
+    async def galleries(self) -> list[dict[str, Any]]:
+        return await self._round_trip(
+            lambda pack, dimension: self.store.to_async.galleries(pack=pack, dimension=dimension)
+        )
+
+    async def subjects(self, gallery: str, offset: int, limit: int) -> dict[str, Any]:
+        return await self._round_trip(
+            lambda pack, dimension: self.store.to_async.subjects(
+                pack=pack, dimension=dimension, gallery=gallery, offset=offset, limit=limit
+            )
+        )
+
+    async def faces(
+        self, gallery: str, offset: int, limit: int, subject: str | None
+    ) -> dict[str, Any]:
+        return await self._round_trip(
+            lambda pack, dimension: self.store.to_async.faces(
+                pack=pack,
+                dimension=dimension,
+                gallery=gallery,
+                offset=offset,
+                limit=limit,
+                subject=subject,
+            )
+        )
+
+    async def delete_face(self, gallery: str, face_id: str) -> int:
+        return await self._round_trip(
+            lambda pack, dimension: self.store.to_async.delete_face(
+                pack=pack, dimension=dimension, gallery=gallery, face_id=face_id
+            )
+        )
+
+    async def delete_subject(self, gallery: str, subject: str) -> int:
+        return await self._round_trip(
+            lambda pack, dimension: self.store.to_async.delete_subject(
+                pack=pack, dimension=dimension, gallery=gallery, subject=subject
+            )
+        )
+
+    async def delete_gallery(self, gallery: str) -> int:
+        return await self._round_trip(
+            lambda pack, dimension: self.store.to_async.delete_gallery(
+                pack=pack, dimension=dimension, gallery=gallery
+            )
+        )
+
+    async def _round_trip(self, call: Callable[[str, int], Awaitable[Reply]]) -> Any:
+        pack, dimension = await self.served.gallery_key()
+        try:
+            reply = await call(pack, dimension)
+        except BACKEND_ERRORS as exc:
+            raise ApiError.unavailable(
+                f"gallery store unavailable ({type(exc).__name__})"
+            ) from None
+        return reply.unwrap()

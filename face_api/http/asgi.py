@@ -1,0 +1,98 @@
+"""What the edge's layers share: ASGI types, reading a request's headers and body, and sending
+an ``ApiError`` as the contract's answer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from face_api.http.errors import error_response
+from face_api.ops.errors import ApiError
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+API_PREFIX = "/v1/"
+FILE_PREFIX = "/v1/file/"  # the multipart twins of the JSON routes
+FORM_CONTENT_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+# Where the body limit's layer leaves the body it read, for the layers after it: it is read from
+# the client once.
+BODY = "face_api.body"
+
+
+def is_api_post(scope: Scope) -> bool:
+    return (
+        scope["type"] == "http"
+        and scope["method"] == "POST"
+        and scope["path"].startswith(API_PREFIX)
+    )
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value
+    return None
+
+
+def content_type(scope: Scope) -> str:
+    return (header(scope, b"content-type") or b"").decode("latin-1").strip().lower()
+
+
+def with_header(scope: Scope, name: bytes, value: bytes) -> Scope:
+    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != name]
+    return {**scope, "headers": [*headers, (name, value)]}
+
+
+def route_pattern(template: str) -> re.Pattern[str]:
+    """``/v1/galleries/{gallery}/faces`` as a pattern matching its concrete paths."""
+    parts = re.split(r"(\{[^}]+\})", template)
+    return re.compile("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts))
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+async def read_body(receive: Receive, max_bytes: int) -> bytes | None:
+    """The whole request body, or None when the client disconnected first.
+
+    Raises ``BodyTooLargeError`` as soon as more than ``max_bytes`` arrived.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replay(body: bytes) -> Receive:
+    """A ``receive`` that hands over an already read body once, then waits for disconnect."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def send_error(
+    error: ApiError, scope: Scope, receive: Receive, send: Send, **headers: str
+) -> None:
+    await error_response(error, headers)(scope, receive, send)

@@ -1,0 +1,95 @@
+"""What the server runs, for ``/v1/health`` and ``/v1/info/...`` (and the galleries, which file
+features under the pack's name and size): the runner's answer to ``info``, asked once and kept."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+from face_api import __version__
+from face_api.http.errors import error_response
+from face_api.http.runner_client import RunnerClient
+from face_api.http.schemas import HealthResponse, ModelNames, ServerInfo
+from face_api.ops.errors import RETRY_AFTER_S, ApiError
+
+# The runner answers `info` in milliseconds, even under load. A dead runner's socket is held by
+# BentoML's process manager, so a probe waits in its backlog until the restarted runner is up
+# (about 6 s here): it must give up well before that, and before a probe's own timeout.
+HEALTH_TIMEOUT_S = 2
+
+
+class ServedModel:
+    def __init__(self, runner: RunnerClient, service_name: str) -> None:
+        self.runner = runner
+        self.service_name = service_name
+        self._info: dict[str, Any] | None = None
+
+    async def info(self) -> dict[str, Any]:
+        """The runner's pack, models and providers (asked once, then kept)."""
+        if self._info is None:
+            self._info = await self.runner.info()
+        return self._info
+
+    async def health(self) -> JSONResponse:
+        """200 when the runner answers now (a probe must see a live runner, not a kept answer);
+        else 503 naming the failure."""
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                self._info = await self.runner.info()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            body = HealthResponse(status="unavailable", detail=type(exc).__name__)
+            return JSONResponse(body.model_dump(), 503, headers={"retry-after": str(RETRY_AFTER_S)})
+        return JSONResponse({"status": "ok"})
+
+    async def server_info(self) -> ServerInfo:
+        import bentoml
+        import insightface
+
+        info = await self.info()
+        return ServerInfo(
+            name=self.service_name,
+            version=__version__,
+            bentoml=bentoml.__version__,
+            insightface=insightface.__version__,
+            onnxruntime=info["onnxruntime"],
+            providers=info["providers"],
+            device=info["device"],
+            package_conflicts=info["package_conflicts"],
+            repair_command=info["repair_command"],
+        )
+
+    async def model_names(self) -> ModelNames:
+        name = (await self.info())["pack"]["name"]
+        return ModelNames(model_name=name, models=[name])
+
+    async def model_detail(self, model_name: str) -> dict[str, Any] | JSONResponse:
+        """The pack's configuration (a ``ModelDetail``); 404 when ``model_name`` is not served."""
+        info = await self.info()
+        pack = info["pack"]
+        if model_name != pack["name"]:
+            message = f"model {model_name!r} is not loaded; loaded: [{pack['name']!r}]"
+            return error_response(ApiError.not_found(message))
+        return {
+            "model_name": pack["name"],
+            "tag": pack["tag"],
+            "files": [{"name": n, "sha256": h} for n, h in pack["files"].items()],
+            "detector": info["detector"],
+            "recognizer": info["recognizer"],
+            "providers": info["providers"],
+            "device": info["device"],
+            "match_threshold": pack["match_threshold"],
+            "match_threshold_measured": pack["match_threshold_measured"],
+        }
+
+    async def match_threshold(self) -> float:
+        return float((await self.info())["pack"]["match_threshold"])
+
+    async def crop_size(self) -> int:
+        return int((await self.info())["recognizer"]["input_size"][0])
+
+    async def gallery_key(self) -> tuple[str, int]:
+        """The pack's name and embedding size: what a gallery's features are filed under."""
+        info = await self.info()
+        return info["pack"]["name"], int(info["recognizer"]["embedding_size"])

@@ -1,0 +1,68 @@
+"""This project's logging inside BentoML's: our INFO lines, request ids in the access log, and
+no client data in BentoML's error lines."""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+
+# The loggers through which BentoML reports a request it could not take (``log_exception``).
+BENTOML_REQUEST_LOGGERS = ("bentoml._internal.server.http_app", "bentoml.serve")
+BENTOML_ACCESS_LOGGER = "bentoml.access"
+
+
+def enable_service_logging() -> None:
+    """Let this project's INFO lines through BentoML's server logging (root is at WARNING), and
+    keep request data out of BentoML's error lines.
+
+    BentoML's dictConfig may also have disabled loggers created before it ran.
+    """
+    for name in ("face_api", "face_api.runner"):
+        logger = logging.getLogger(name)
+        logger.disabled = False
+    logging.getLogger("face_api").setLevel(logging.INFO)
+    for name in BENTOML_REQUEST_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactClientErrors) for f in logger.filters):
+            logger.addFilter(RedactClientErrors())
+    access = logging.getLogger(BENTOML_ACCESS_LOGGER)
+    if not any(isinstance(f, RequestIdLogFilter) for f in access.filters):
+        access.addFilter(RequestIdLogFilter())
+
+
+# The id of the request being served (set by the HTTP edge's ``RequestIdMiddleware``).
+request_id: ContextVar[str | None] = ContextVar("face_api_request_id", default=None)
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Adds the request's ``x-request-id`` to BentoML's access log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        value = request_id.get()
+        if value is not None and isinstance(record.args, tuple):
+            record.msg = f"{record.msg} (request_id=%s)"
+            record.args = (*record.args, value)
+        return True
+
+
+class RedactClientErrors(logging.Filter):
+    """A client's invalid request, logged by BentoML at ERROR with a traceback whose pydantic
+    message quotes the input (an excerpt of the image's base64), becomes one INFO line that
+    names only the fields and error types.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pydantic import ValidationError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            fields = ", ".join(
+                f"{'.'.join(str(part) for part in item['loc']) or 'body'} ({item['type']})"
+                for item in error.errors(include_input=False, include_url=False)
+            )
+            record.msg = f"{record.getMessage()}: invalid request: {fields}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True

@@ -1,0 +1,60 @@
+"""The edge's layers are one list: ``service.py`` adds ``edge_layers`` in order, and the README and
+``face_api/http/layers.py`` describe that same order. Settings are read once per process, by the
+service modules, and handed to what they build."""
+
+from __future__ import annotations
+
+import re
+
+from face_api.http import layers
+from face_api.ops.settings import Settings
+from tests.paths import ROOT
+
+
+def listed_order() -> list[str]:
+    built = layers.edge_layers(
+        Settings(api_keys=("k",)),
+        docs=dict,
+        title="t",
+        version="0",
+        json_routes=[],
+        file_routes={},
+    )
+    return [cls.__name__ for cls, _ in built]
+
+
+def names_in(text: str) -> list[str]:
+    """The layer class names a text mentions, in the order it first mentions them."""
+    order: list[str] = []
+    for name in re.findall(r"`(\w+)`", text):
+        if name in listed_order() and name not in order:
+            order.append(name)
+    return order
+
+
+def test_the_readme_describes_the_layers_in_the_order_service_applies_them():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## How it works", 1)[1].split("\n## ", 1)[0]
+    assert names_in(section) == listed_order()
+
+
+def test_the_layers_module_documents_its_own_order():
+    assert names_in(layers.__doc__ or "") == listed_order()
+
+
+def test_service_py_adds_the_edge_from_the_one_list():
+    source = (ROOT / "service.py").read_text()
+    assert source.count("add_asgi_middleware(") == 1 and "edge_layers(" in source
+
+
+def test_only_the_service_modules_read_the_settings():
+    readers = sorted(
+        str(path.relative_to(ROOT))
+        for path in [
+            ROOT / "service.py",
+            *(ROOT / "face_api").rglob("*.py"),
+            *(ROOT / "runners").glob("*.py"),
+        ]
+        if "get_settings()" in path.read_text() and path.name != "settings.py"
+    )
+    assert readers == ["runners/gallery_service.py", "runners/insightface_runner.py", "service.py"]
