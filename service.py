@@ -11,7 +11,6 @@ whole path.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,7 +61,6 @@ from face_api.pipeline.features import feature_score
 from runners.gallery_service import GalleryStoreService
 from runners.insightface_runner import InsightFaceRunner
 
-log = logging.getLogger("face_api")
 SERVICE_NAME = "face-api"
 # Read once, here: what the decorators below and the objects FaceAPI builds need.
 settings = get_settings()

@@ -27,14 +27,11 @@ class GalleryStoreClient:
     ) -> list[str]:
         """The new faces' ids, one per row of ``features``."""
         return await self._round_trip(
-            lambda pack, dimension: self.store.to_async.enroll(
-                pack=pack,
-                dimension=dimension,
-                gallery=gallery,
-                subject=subject,
-                features=features.astype(np.float32),
-                metadata=metadata,
-            )
+            self.store.to_async.enroll,
+            gallery=gallery,
+            subject=subject,
+            features=features.astype(np.float32),
+            metadata=metadata,
         )
 
     async def search(
@@ -43,81 +40,56 @@ class GalleryStoreClient:
         """Per row of ``features``, its best matches (``face_id``, ``subject``, ``metadata``,
         ``score``), best first."""
         return await self._round_trip(
-            lambda pack, dimension: self.store.to_async.search(
-                pack=pack,
-                dimension=dimension,
-                gallery=gallery,
-                features=features.astype(np.float32),
-                limit=limit,
-                threshold=threshold,
-            )
+            self.store.to_async.search,
+            gallery=gallery,
+            features=features.astype(np.float32),
+            limit=limit,
+            threshold=threshold,
         )
 
     async def verify(self, gallery: str, subject: str, feature: np.ndarray) -> dict[str, Any]:
         """The subject's face closest to ``feature`` (1, D): ``subject``, ``face_id``, ``score``."""
         return await self._round_trip(
-            lambda pack, dimension: self.store.to_async.verify(
-                pack=pack,
-                dimension=dimension,
-                gallery=gallery,
-                subject=subject,
-                features=feature.astype(np.float32),
-            )
+            self.store.to_async.verify,
+            gallery=gallery,
+            subject=subject,
+            features=feature.astype(np.float32),
         )
 
     async def galleries(self) -> list[dict[str, Any]]:
-        return await self._round_trip(
-            lambda pack, dimension: self.store.to_async.galleries(pack=pack, dimension=dimension)
-        )
+        return await self._round_trip(self.store.to_async.galleries)
 
     async def subjects(self, gallery: str, offset: int, limit: int) -> dict[str, Any]:
         return await self._round_trip(
-            lambda pack, dimension: self.store.to_async.subjects(
-                pack=pack, dimension=dimension, gallery=gallery, offset=offset, limit=limit
-            )
+            self.store.to_async.subjects, gallery=gallery, offset=offset, limit=limit
         )
 
     async def faces(
         self, gallery: str, offset: int, limit: int, subject: str | None
     ) -> dict[str, Any]:
         return await self._round_trip(
-            lambda pack, dimension: self.store.to_async.faces(
-                pack=pack,
-                dimension=dimension,
-                gallery=gallery,
-                offset=offset,
-                limit=limit,
-                subject=subject,
-            )
+            self.store.to_async.faces, gallery=gallery, offset=offset, limit=limit, subject=subject
         )
 
     async def delete_face(self, gallery: str, face_id: str) -> int:
         return await self._round_trip(
-            lambda pack, dimension: self.store.to_async.delete_face(
-                pack=pack, dimension=dimension, gallery=gallery, face_id=face_id
-            )
+            self.store.to_async.delete_face, gallery=gallery, face_id=face_id
         )
 
     async def delete_subject(self, gallery: str, subject: str) -> int:
         return await self._round_trip(
-            lambda pack, dimension: self.store.to_async.delete_subject(
-                pack=pack, dimension=dimension, gallery=gallery, subject=subject
-            )
+            self.store.to_async.delete_subject, gallery=gallery, subject=subject
         )
 
     async def delete_gallery(self, gallery: str) -> int:
-        return await self._round_trip(
-            lambda pack, dimension: self.store.to_async.delete_gallery(
-                pack=pack, dimension=dimension, gallery=gallery
-            )
-        )
+        return await self._round_trip(self.store.to_async.delete_gallery, gallery=gallery)
 
-    async def _round_trip(self, call: Callable[[str, int], Awaitable[Reply]]) -> Any:
+    async def _round_trip(self, call: Callable[..., Awaitable[Reply]], **arguments: Any) -> Any:
+        """``call``'s result for this server's pack, or its ``ApiError`` raised again."""
         pack, dimension = await self.served.gallery_key()
         try:
-            reply = await call(pack, dimension)
+            reply = await call(pack=pack, dimension=dimension, **arguments)
         except BACKEND_ERRORS as exc:
-            raise ApiError.unavailable(
-                f"gallery store unavailable ({type(exc).__name__})"
-            ) from None
+            message = f"gallery store unavailable ({type(exc).__name__})"
+            raise ApiError.unavailable(message) from None
         return reply.unwrap()

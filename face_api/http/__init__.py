@@ -1,2 +1,3 @@
-"""The HTTP edge: wire schemas, middleware, the docs page, contract errors, and the one hop to the
-runner. Knows the pipeline's results and ``ops``; never the models, never the galleries."""
+"""The HTTP edge: its layers (one module per job, ``layers.py`` their order), wire schemas, the
+endpoints' work, errors as the contract's answers, the docs page, and the one hop to the runner.
+Knows the pipeline's results and ``ops``; never the models, never the galleries."""

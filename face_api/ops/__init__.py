@@ -1,2 +1,3 @@
-"""What every layer leans on: settings, model packs, worker start-up, environment checks, request
-ids in logs and stage timings. Imports no other part of ``face_api``."""
+"""What every layer leans on: settings and the API's limits, the one error type and the services'
+reply envelope, worker start-up, logging, environment checks and stage timings. Imports no other
+part of ``face_api``."""
