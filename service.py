@@ -1,9 +1,9 @@
 """The face API's BentoML service: each /v1 path of shared/api-reference.md declared once.
 
-POSTs are native BentoML APIs (so ``bentoml.SyncHTTPClient`` can call them); the GETs and the
-galleries' routes (``face_api/galleries/routes.py``) live in a FastAPI app mounted at /v1. What an
-endpoint does is ``face_api/http/face_endpoints.py`` (``info.py`` for the GETs); ``@handled``
-gives it the request deadline and the contract's errors, and the edge's layers
+POSTs are native BentoML APIs (so ``bentoml.SyncHTTPClient`` can call them); the GETs
+(``face_api/http/info.py``) and the galleries' routes (``face_api/galleries/routes.py``) live in a
+FastAPI app mounted at /v1. What an endpoint does is ``face_api/http/face_endpoints.py``;
+``@handled`` gives it the request deadline and the contract's errors, and the edge's layers
 (``face_api/http/layers.py``) come before it. The models run in ``InsightFaceRunner``, the
 galleries' store in ``GalleryStoreService`` (``runners/``). README, "How it works", draws the
 whole path.
@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import bentoml
 from fastapi import FastAPI, UploadFile
-from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from face_api import __version__
@@ -26,6 +25,7 @@ from face_api.galleries.store_client import GalleryStoreClient
 from face_api.http.face_endpoints import FaceEndpoints, image_from_base64, image_from_file
 from face_api.http.handling import handled
 from face_api.http.info import ServedModel
+from face_api.http.info import router as info_router
 from face_api.http.layers import edge_layers
 from face_api.http.openapi import contract_openapi
 from face_api.http.results import quality_bars
@@ -37,14 +37,10 @@ from face_api.http.schemas import (
     DetectSortTypeValue,
     EmbeddingsReqBody,
     EmbeddingsResponse,
-    ErrorMessage,
     FeatureReqBody,
     FeatureResponse,
     FeatureScoreReqBody,
     FeatureScoreResponse,
-    HealthResponse,
-    ModelDetail,
-    ModelNames,
     MultiEmbeddingsReqBody,
     MultiEmbeddingsResponse,
     MultiFeatureReqBody,
@@ -52,7 +48,6 @@ from face_api.http.schemas import (
     RequestInt,
     ScoreReqBody,
     ScoreResponse,
-    ServerInfo,
 )
 from face_api.ops.limits import DETECT_MAX_RESULTS, MAX_RESULTS
 from face_api.ops.settings import get_settings
@@ -77,6 +72,7 @@ info_app = FastAPI(
     generate_unique_id_function=lambda route: route.name,
 )
 info_app.include_router(gallery_router)
+info_app.include_router(info_router)
 MaxResults = Annotated[RequestInt, Field(ge=1, le=MAX_RESULTS)]
 API_DESCRIPTION = (
     "Face detection and recognition: detect faces (boxes, scores, 5 landmarks), extract features "
@@ -243,35 +239,6 @@ class FaceAPI:
         """The multipart twin of /v1/score: both images as uploaded files."""
         first = image_from_file(image1, "image1")
         return await self.faces.score(first, image_from_file(image2, "image2"))
-
-    # -- GET endpoints (FastAPI, mounted at /v1) ---------------------------------------------
-    @info_app.get(
-        "/health",
-        response_model=HealthResponse,
-        responses={503: {"model": HealthResponse, "description": "Model runner not ready"}},
-    )
-    async def health(self) -> JSONResponse:
-        """Checks that the server is live: the model runner answers, now (not a cached answer)."""
-        return await self.served.health()
-
-    @info_app.get("/info/server", response_model=ServerInfo)
-    async def server_info(self) -> ServerInfo:
-        """The server's basic version information."""
-        return await self.served.server_info()
-
-    @info_app.get("/info/model", response_model=ModelNames)
-    async def model_names(self) -> ModelNames:
-        """The name of the model pack being served, and all loaded packs."""
-        return await self.served.model_names()
-
-    @info_app.get(
-        "/info/model/{model_name}",
-        response_model=ModelDetail,
-        responses={404: {"model": ErrorMessage, "description": "No such model pack loaded"}},
-    )
-    async def model_detail(self, model_name: str) -> Any:
-        """The configuration of the named model pack."""
-        return await self.served.model_detail(model_name)
 
 
 def _file_fields() -> dict[str, tuple[str, ...]]:

@@ -1,17 +1,23 @@
-"""What the server runs, for ``/v1/health`` and ``/v1/info/...`` (and the galleries, which file
-features under the pack's name and size): the runner's answer to ``info``, asked once and kept."""
+"""``/v1/health`` and ``/v1/info/...``: what the server runs, from the runner's answer to ``info``
+(asked once and kept; ``ServedModel``), which the galleries also use to file features under the
+pack's name and size.
+
+FastAPI routes, mounted with the galleries' at ``/v1`` (``service.py``); anyone may call them.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
+import bentoml
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from face_api import __version__
 from face_api.http.errors import error_response
 from face_api.http.runner_client import RunnerClient
-from face_api.http.schemas import HealthResponse, ModelNames, ServerInfo
+from face_api.http.schemas import ErrorMessage, HealthResponse, ModelDetail, ModelNames, ServerInfo
 from face_api.ops.errors import RETRY_AFTER_S, ApiError
 
 # The runner answers `info` in milliseconds, even under load. A dead runner's socket is held by
@@ -93,3 +99,44 @@ class ServedModel:
         """The pack's name and embedding size: what a gallery's features are filed under."""
         info = await self.info()
         return info["pack"]["name"], int(info["recognizer"]["embedding_size"])
+
+
+def served_model() -> ServedModel:
+    """The serving ``FaceAPI`` instance's ``ServedModel``."""
+    return bentoml.get_current_service().served
+
+
+Served = Annotated[ServedModel, Depends(served_model)]
+router = APIRouter()
+
+
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "Model runner not ready"}},
+)
+async def health(served: Served) -> JSONResponse:
+    """Checks that the server is live: the model runner answers, now (not a cached answer)."""
+    return await served.health()
+
+
+@router.get("/info/server", response_model=ServerInfo)
+async def server_info(served: Served) -> ServerInfo:
+    """The server's basic version information."""
+    return await served.server_info()
+
+
+@router.get("/info/model", response_model=ModelNames)
+async def model_names(served: Served) -> ModelNames:
+    """The name of the model pack being served, and all loaded packs."""
+    return await served.model_names()
+
+
+@router.get(
+    "/info/model/{model_name}",
+    response_model=ModelDetail,
+    responses={404: {"model": ErrorMessage, "description": "No such model pack loaded"}},
+)
+async def model_detail(model_name: str, served: Served) -> Any:
+    """The configuration of the named model pack."""
+    return await served.model_detail(model_name)
