@@ -48,13 +48,10 @@ def quality_of(face: np.ndarray, measures: np.ndarray, bars: face_quality.Bars) 
 
 
 def detect_result(
-    face: np.ndarray,
-    image_shape: tuple[int, ...],
-    measures: np.ndarray | None = None,
-    bars: face_quality.Bars | None = None,
+    face: np.ndarray, image_shape: tuple[int, ...], quality: FaceQuality | None = None
 ) -> DetectResult:
-    """One detection row as a ``DetectResult``: integer pixels clipped to the image, and its
-    quality, judged by ``bars``, where its ``measures`` came (the request asked for them)."""
+    """One detection row as a ``DetectResult``: integer pixels clipped to the image, with its
+    ``quality`` where the request asked for it."""
     height, width = image_shape[:2]
     left, right = _clip_round(face[[0, 2]], width)
     top, bottom = _clip_round(face[[1, 3]], height)
@@ -66,15 +63,20 @@ def detect_result(
         confidence=float(face[4]),
         bounding_box=BoundingBox(left=left, top=top, right=right, bottom=bottom),
         landmarks=[Landmark(x=x, y=y) for x, y in zip(xs, ys, strict=True)],
-        quality=None if measures is None or bars is None else quality_of(face, measures, bars),
+        quality=quality,
     )
 
 
 def detect_results(found: Analysis, bars: face_quality.Bars) -> list[DetectResult]:
-    """An analysed image's faces, each with its quality when it was measured."""
+    """An analysed image's faces, each with its quality, judged by ``bars``, when it was
+    measured."""
     shape = (found.height, found.width)
-    measures = found.quality if found.quality is not None else [None] * len(found.faces)
-    return [detect_result(f, shape, m, bars) for f, m in zip(found.faces, measures, strict=True)]
+    if found.quality is None:
+        return [detect_result(f, shape) for f in found.faces]
+    return [
+        detect_result(f, shape, quality_of(f, m, bars))
+        for f, m in zip(found.faces, found.quality, strict=True)
+    ]
 
 
 def no_face() -> DetectResult:
