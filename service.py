@@ -12,18 +12,19 @@ whole path.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import bentoml
 from fastapi import FastAPI, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import Field
 
 from face_api import __version__
 from face_api.galleries.routes import post_routes as gallery_post_routes
 from face_api.galleries.routes import router as gallery_router
 from face_api.galleries.store_client import GalleryStoreClient
 from face_api.http.admission import METRICS_PATH, PUBLIC_GET_PATHS
+from face_api.http.errors import validation_error_response
 from face_api.http.face_endpoints import FaceEndpoints, image_from_base64, image_from_file
 from face_api.http.handling import handled
 from face_api.http.info import ServedModel
@@ -44,6 +45,7 @@ from face_api.http.schemas import (
     FeatureResponse,
     FeatureScoreReqBody,
     FeatureScoreResponse,
+    MaxResults,
     MultiEmbeddingsReqBody,
     MultiEmbeddingsResponse,
     MultiFeatureReqBody,
@@ -52,7 +54,7 @@ from face_api.http.schemas import (
     ScoreReqBody,
     ScoreResponse,
 )
-from face_api.ops.limits import DETECT_MAX_RESULTS, MAX_RESULTS
+from face_api.ops.limits import DETECT_MAX_RESULTS
 from face_api.ops.settings import get_settings
 from face_api.ops.startup import refuse_to_start, start_worker
 from face_api.pipeline.features import feature_score
@@ -74,9 +76,9 @@ info_app = FastAPI(
     # generated clients name their methods by them.
     generate_unique_id_function=lambda route: route.name,
 )
+info_app.add_exception_handler(RequestValidationError, validation_error_response)
 info_app.include_router(gallery_router)
 info_app.include_router(info_router)
-MaxResults = Annotated[RequestInt, Field(ge=1, le=MAX_RESULTS)]
 API_DESCRIPTION = (
     "Face detection and recognition: detect faces (boxes, scores, 5 landmarks), extract features "
     "and embeddings, compare faces (cosine score), and galleries of enrolled faces for 1:N search "
@@ -128,7 +130,9 @@ class FaceAPI:
         self.faces = FaceEndpoints(
             runner, self.served, quality_bars(settings), settings.max_results_cap
         )
-        self.galleries = GalleryStoreClient(self.gallery_store, self.served)
+        self.galleries = GalleryStoreClient(
+            self.gallery_store, self.served, settings.gallery_metadata_max_bytes
+        )
 
     # -- JSON endpoints ------------------------------------------------------------------------
     @bentoml.api(route="/v1/detect")

@@ -134,10 +134,10 @@ class GalleryClient:
         return self._answer(FacePage, self._http.get(f"{_gallery(gallery)}/faces", params=params))
 
     def delete_face(self, gallery: str, face_id: str) -> int:
-        return self._delete(f"{_gallery(gallery)}/faces/{quote(face_id, safe='')}")
+        return self._delete(f"{_gallery(gallery)}/faces/{_segment(face_id)}")
 
     def delete_subject(self, gallery: str, subject: str) -> int:
-        return self._delete(f"{_gallery(gallery)}/subjects/{quote(subject, safe='')}")
+        return self._delete(f"{_gallery(gallery)}/subjects/{_segment(subject)}")
 
     def delete_gallery(self, gallery: str) -> int:
         """Deletes the gallery; answers how many faces it held."""
@@ -164,7 +164,7 @@ class GalleryClient:
             name = image.name if isinstance(image, Path) else "image"
             form = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in fields.items()}
             response = self._http.post(
-                f"/v1/file/galleries/{quote(gallery, safe='')}/{operation}",
+                f"/v1/file/galleries/{_segment(gallery)}/{operation}",
                 data=form,
                 files={"image": (name, data)},
             )
@@ -185,4 +185,10 @@ class GalleryClient:
 
 
 def _gallery(name: str) -> str:
-    return f"/v1/galleries/{quote(name, safe='')}"
+    return f"/v1/galleries/{_segment(name)}"
+
+
+def _segment(text: str) -> str:
+    """``text`` as one path segment: every reserved character escaped, dots too, since HTTP
+    clients resolve a ``..`` segment away (DELETE .../subjects/.. would reach the gallery)."""
+    return quote(text, safe="").replace(".", "%2E")

@@ -13,9 +13,19 @@ from typing import Annotated, Any, Protocol
 
 import bentoml
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from fastapi.routing import APIRoute
+from pydantic import AfterValidator, BeforeValidator
+from starlette.convertors import Convertor, register_url_convertor
 
+from face_api.galleries.rules import (
+    FACE_ID_DOC,
+    GALLERY_DOC,
+    Subject,
+    check_face_id,
+    check_gallery,
+    check_metadata,
+)
 from face_api.galleries.schemas import (
     Deleted,
     EnrolledFace,
@@ -76,6 +86,32 @@ def host() -> GalleryHost:
 Host = Annotated[GalleryHost, Depends(host)]
 router = APIRouter(tags=["Galleries"], responses=ERRORS)
 
+# Identifiers in the path, checked before any work: a bad one is a 422 at ["path", name].
+Gallery = Annotated[str, Path(json_schema_extra=GALLERY_DOC), AfterValidator(check_gallery)]
+FaceId = Annotated[str, Path(json_schema_extra=FACE_ID_DOC), AfterValidator(check_face_id)]
+# Erasure takes any subject up to the length limit, whatever an earlier version enrolled; the
+# store never splices it into a query.
+AnySubject = {"minLength": 1, "maxLength": SUBJECT_MAX_CHARS, "description": "the subject's name"}
+SubjectToErase = Annotated[
+    str, Path(min_length=1, max_length=SUBJECT_MAX_CHARS, json_schema_extra=AnySubject)
+]
+
+
+class _AnyText(Convertor[str]):
+    """A path parameter of any characters, slashes and line breaks too (Starlette's ``path``
+    stops at a line break, its default at a slash): an enrolled name is always erasable."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anytext", _AnyText())
+
 
 def post_routes() -> list[APIRoute]:
     """The POST routes, paths relative to the mount point (``/v1``)."""
@@ -125,6 +161,7 @@ def _check_quality(svc: GalleryHost, found: Analysis, bar: QualityFilter) -> Non
 
 # -- enroll, search, verify -----------------------------------------------------------------------
 async def _enroll(svc: GalleryHost, gallery: str, body: EnrollReqBody, image: Any) -> Any:
+    svc.galleries.check_metadata(body.metadata)  # before the image's work
     bar = QualityFilter(body.quality_filter)
     judge = bar is not QualityFilter.NONE
     features, found = await _probes(
@@ -177,46 +214,53 @@ async def _verify(svc: GalleryHost, gallery: str, body: VerifyReqBody, image: An
 
 @router.post("/galleries/{gallery}/faces", response_model=EnrollResponse)
 @handled
-async def enroll(gallery: str, body: EnrollReqBody, svc: Host) -> Any:
+async def enroll(gallery: Gallery, body: EnrollReqBody, svc: Host) -> Any:
     """Enrolls the image's largest face (or all, with allFaces), or a feature, as `subject`."""
     return await _enroll(svc, gallery, body, body.image)
 
 
 @router.post("/galleries/{gallery}/search", response_model=SearchResponse)
 @handled
-async def search(gallery: str, body: SearchReqBody, svc: Host) -> Any:
+async def search(gallery: Gallery, body: SearchReqBody, svc: Host) -> Any:
     """The gallery's closest faces to the image's largest face (or each face), or a feature."""
     return await _search(svc, gallery, body, body.image)
 
 
 @router.post("/galleries/{gallery}/verify", response_model=VerifyResponse)
 @handled
-async def verify(gallery: str, body: VerifyReqBody, svc: Host) -> Any:
+async def verify(gallery: Gallery, body: VerifyReqBody, svc: Host) -> Any:
     """Whether the image's largest face (or a feature) is `subject`: the best score and match."""
     return await _verify(svc, gallery, body, body.image)
 
 
 # -- multipart twins ------------------------------------------------------------------------------
+# A form value is text: "null" (what a client writes for a document's null) or nothing is None.
+NULL_FORM_VALUE = BeforeValidator(lambda value: None if value in ("null", "") else value)
+
+
 def _metadata_form(text: str | None) -> dict[str, Any] | None:
+    """The form's metadata text as JSON: an object, or null for none."""
     if text is None or not text.strip():
         return None
     try:
         value = json.loads(text)
-    except ValueError:
-        raise ApiError.invalid("metadata", "metadata must be a JSON object") from None
-    if not isinstance(value, dict):
-        raise ApiError.invalid("metadata", "metadata must be a JSON object")
-    return value
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        message = "metadata must be a JSON object (as text)"
+        raise ApiError.invalid("metadata", message, kind="value_error.json") from None
+    try:
+        return check_metadata(value)
+    except ValueError as exc:
+        raise ApiError.invalid("metadata", str(exc)) from None
 
 
 @router.post("/file/galleries/{gallery}/faces", response_model=EnrollResponse)
 @handled
 async def file_enroll(
-    gallery: str,
+    gallery: Gallery,
     svc: Host,
     image: Annotated[UploadFile, File()],
-    subject: Annotated[str, Form(min_length=1, max_length=SUBJECT_MAX_CHARS)],
-    metadata: Annotated[str | None, Form(description="a JSON object")] = None,
+    subject: Annotated[Subject, Form()],
+    metadata: Annotated[str | None, Form(description="a JSON object, as text")] = None,
     allFaces: Annotated[bool, Form()] = False,  # noqa: N803 - the wire name
     maxResults: Annotated[int, Form(ge=1, le=MAX_RESULTS)] = FACES_MAX_RESULTS,  # noqa: N803
     qualityFilter: Annotated[QualityFilterName, Form()] = "AUTO",  # noqa: N803
@@ -235,11 +279,11 @@ async def file_enroll(
 @router.post("/file/galleries/{gallery}/search", response_model=SearchResponse)
 @handled
 async def file_search(
-    gallery: str,
+    gallery: Gallery,
     svc: Host,
     image: Annotated[UploadFile, File()],
     maxResults: Annotated[int, Form(ge=1, le=MAX_RESULTS)] = SEARCH_MAX_RESULTS,  # noqa: N803
-    threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
+    threshold: Annotated[float | None, Form(ge=-1.0, le=1.0), NULL_FORM_VALUE] = None,
     allFaces: Annotated[bool, Form()] = False,  # noqa: N803
     maxFaces: Annotated[int, Form(ge=1, le=MAX_RESULTS)] = FACES_MAX_RESULTS,  # noqa: N803
     returnQuality: Annotated[bool, Form()] = False,  # noqa: N803
@@ -258,10 +302,10 @@ async def file_search(
 @router.post("/file/galleries/{gallery}/verify", response_model=VerifyResponse)
 @handled
 async def file_verify(
-    gallery: str,
+    gallery: Gallery,
     svc: Host,
     image: Annotated[UploadFile, File()],
-    subject: Annotated[str, Form(min_length=1, max_length=SUBJECT_MAX_CHARS)],
+    subject: Annotated[Subject, Form()],
 ) -> Any:
     """The multipart twin of POST /v1/galleries/{gallery}/verify."""
     return await _verify(svc, gallery, VerifyReqBody(subject=subject), await image.read())
@@ -288,7 +332,7 @@ async def list_galleries(svc: Host) -> Any:
 @router.get("/galleries/{gallery}/subjects", response_model=SubjectPage)
 @handled
 async def list_subjects(
-    gallery: str, svc: Host, offset: Offset = 0, limit: Limit = PAGE_DEFAULT
+    gallery: Gallery, svc: Host, offset: Offset = 0, limit: Limit = PAGE_DEFAULT
 ) -> Any:
     """A page of the gallery's subjects, in name order, with their numbers of faces."""
     page = await svc.galleries.subjects(gallery, offset, limit)
@@ -299,9 +343,12 @@ async def list_subjects(
 @router.get("/galleries/{gallery}/faces", response_model=FacePage)
 @handled
 async def list_faces(
-    gallery: str,
+    gallery: Gallery,
     svc: Host,
-    subject: Annotated[str | None, Query(min_length=1, max_length=SUBJECT_MAX_CHARS)] = None,
+    subject: Annotated[
+        str | None,
+        Query(min_length=1, max_length=SUBJECT_MAX_CHARS, json_schema_extra=AnySubject),
+    ] = None,
     offset: Offset = 0,
     limit: Limit = PAGE_DEFAULT,
 ) -> Any:
@@ -313,20 +360,21 @@ async def list_faces(
 
 @router.delete("/galleries/{gallery}/faces/{face_id}", response_model=Deleted)
 @handled
-async def delete_face(gallery: str, face_id: str, svc: Host) -> Any:
+async def delete_face(gallery: Gallery, face_id: FaceId, svc: Host) -> Any:
     """Deletes one face."""
     return Deleted(deleted=await svc.galleries.delete_face(gallery, face_id))
 
 
-@router.delete("/galleries/{gallery}/subjects/{subject}", response_model=Deleted)
+@router.delete("/galleries/{gallery}/subjects/{subject:anytext}", response_model=Deleted)
 @handled
-async def delete_subject(gallery: str, subject: str, svc: Host) -> Any:
-    """Deletes every face of a subject."""
+async def delete_subject(gallery: Gallery, subject: SubjectToErase, svc: Host) -> Any:
+    """Deletes every face of a subject (its name percent-encoded in the path: any name ever
+    enrolled, '/' as %2F)."""
     return Deleted(deleted=await svc.galleries.delete_subject(gallery, subject))
 
 
 @router.delete("/galleries/{gallery}", response_model=Deleted)
 @handled
-async def delete_gallery(gallery: str, svc: Host) -> Any:
+async def delete_gallery(gallery: Gallery, svc: Host) -> Any:
     """Deletes a gallery and all its faces."""
     return Deleted(deleted=await svc.galleries.delete_gallery(gallery))

@@ -3,34 +3,76 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool
+from pydantic import AfterValidator, Field, StrictBool, field_validator
 
-from face_api.http.schemas import DetectResult, RequestInt, ReturnQuality, WireModel
+from face_api.galleries.rules import Subject, check_metadata
+from face_api.http.schemas import (
+    EXACTLY_ONE_OF,
+    IMAGE_DOC,
+    DetectResult,
+    RequestInt,
+    ReturnQuality,
+    WireModel,
+)
 from face_api.ops.limits import (
     FACES_MAX_RESULTS,
     MAX_RESULTS,
+    METADATA_MAX_DEPTH,
     SEARCH_MAX_RESULTS,
-    SUBJECT_MAX_CHARS,
 )
 
-Subject = Field(
-    min_length=1, max_length=SUBJECT_MAX_CHARS, description="the enrolled person's name or id"
-)
-Image = Field(None, description="base64 encoded image; give either image or feature")
-Feature = Field(None, description="a feature as /v1/feature returns it; or give image")
+IMAGE_OR_FEATURE = {
+    "image": {
+        "type": "string",
+        "title": "Image",
+        "description": "base64 encoded image; give either image or feature",
+        **IMAGE_DOC,
+    },
+    "feature": {
+        "type": "string",
+        "title": "Feature",
+        "description": "a feature as /v1/feature returns it (base64 of little-endian float32); "
+        "or give image",
+        "minLength": 1,
+        "contentEncoding": "base64",
+    },
+}
+
+
+def _image_or_feature(schema: dict[str, Any]) -> None:
+    """The document states the rule the server keeps: exactly one of ``image`` and ``feature``,
+    a string (null is refused, as an absent key is not). The published document splits such a
+    body into its two shapes (``face_api/http/openapi.py``)."""
+    schema["properties"].update(IMAGE_OR_FEATURE)
+    schema[EXACTLY_ONE_OF] = list(IMAGE_OR_FEATURE)
+
+
+class ProbeBody(WireModel):
+    """A body that carries an image or a feature."""
+
+    model_config = {"json_schema_extra": _image_or_feature}
+    image: str | None = None
+    feature: str | None = None
+
+    @field_validator("image", "feature", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:  # only a sent null reaches here: an absent key keeps its default
+            raise ValueError("give a string, or leave the key out")
+        return value
 
 
 QualityFilterName = Literal["NONE", "LOW", "MEDIUM", "HIGH", "AUTO"]
 
 
-class EnrollReqBody(WireModel):
-    subject: str = Subject
-    image: str | None = Image
-    feature: str | None = Feature
-    metadata: dict[str, Any] | None = Field(
-        None, description="any JSON object, returned in matches"
+class EnrollReqBody(ProbeBody):
+    subject: Subject
+    metadata: Annotated[dict[str, Any] | None, AfterValidator(check_metadata)] = Field(
+        None,
+        description=f"any JSON object (at most {METADATA_MAX_DEPTH} levels deep, numbers finite), "
+        "returned in matches",
     )
     all_faces: StrictBool = Field(
         False, alias="allFaces", description="enroll every face (up to maxResults), not the largest"
@@ -56,9 +98,7 @@ class EnrollResponse(WireModel):
     faces: list[EnrolledFace]
 
 
-class SearchReqBody(WireModel):
-    image: str | None = Image
-    feature: str | None = Feature
+class SearchReqBody(ProbeBody):
     max_results: RequestInt = Field(
         SEARCH_MAX_RESULTS,
         alias="maxResults",
@@ -106,10 +146,8 @@ class SearchResponse(WireModel):
     results: list[SearchResult]
 
 
-class VerifyReqBody(WireModel):
-    subject: str = Subject
-    image: str | None = Image
-    feature: str | None = Feature
+class VerifyReqBody(ProbeBody):
+    subject: Subject
 
 
 class VerifyResponse(WireModel):

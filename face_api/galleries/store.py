@@ -1,9 +1,17 @@
 """Galleries of enrolled faces in Milvus (embedded Milvus Lite by default, or a Milvus server).
 
 One Milvus collection per gallery (its name hex-encoded, since Milvus names allow only letters,
-digits and ``_``), each face a row: ``face_id``, ``subject``, ``metadata`` (JSON) and the unit
-embedding, searched by cosine (the same scale as ``/v1/score``). A registry collection records each
-gallery's model pack and embedding size, so features of another pack are refused, never mixed.
+digits and ``_``), each face a row: ``face_id``, ``subject``, ``subject_key`` (the subject's UTF-8
+in hex), ``metadata`` (JSON) and the unit embedding, searched by cosine (the same scale as
+``/v1/score``). A registry collection records each gallery's model pack and embedding size, so
+features of another pack are refused, never mixed.
+
+No client text is ever spliced into a filter expression: pymilvus quotes string ids without
+escaping them (a face id of ``x'] or face_id not in ['`` deleted a whole gallery), and neither
+Milvus Lite 2.5 nor a 2.3 server takes ``filter_params``. A subject is found by its hex key, face
+ids have one shape (32 hex digits) checked before any call, gallery names only reach Milvus
+hex-encoded or as checked ids. Galleries made before ``subject_key`` existed are still served:
+their subjects are found by reading the subject column (``_subject_filter``).
 
 The calls block (gRPC); the service runs them off its event loop. Milvus Lite is one process's
 file: the store must live in exactly one process.
@@ -11,9 +19,7 @@ file: the store must live in exactly one process.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -22,14 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from face_api.galleries import rules
 from face_api.ops.errors import ApiError
 from face_api.ops.limits import SUBJECT_MAX_CHARS
 from face_api.ops.settings import GALLERY_METADATA_MAX_BYTES, GalleryConsistency
 
 log = logging.getLogger("face_api.galleries")
 
-# A letter or digit first: names made only of dots (``..``, reachable as ``%2e%2e``) are refused.
-GALLERY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REGISTRY = "face_api_galleries"
 _COLLECTION_PREFIX = "gallery_"
 _QUERY_PAGE = 16384  # Milvus's largest query window
@@ -41,6 +46,7 @@ _QUERY_PAGE = 16384  # Milvus's largest query window
 # client no timestamp to wait for (Milvus 2.3), so the read after one is always Strong.
 DEFAULT_CONSISTENCY: GalleryConsistency = "Session"
 _NOT_LOADED = 101  # Milvus's ErrCollectionNotLoaded
+SUBJECT_KEY = "subject_key"
 
 
 @dataclass(frozen=True)
@@ -132,13 +138,19 @@ class GalleryStore:
 
         The gallery is made on its first enrollment, for this store's pack.
         """
-        _check_subject(subject)
-        self._check_metadata(metadata)
+        _check(rules.check_subject, "subject", subject)
+        _check(lambda m: rules.check_metadata(m, self.metadata_max_bytes), "metadata", metadata)
         vectors = self._vectors(features)
         self._open_or_create(gallery)
         ids = [uuid.uuid4().hex for _ in vectors]
         rows = [
-            {"face_id": i, "subject": subject, "metadata": metadata or {}, "vector": v.tolist()}
+            {
+                "face_id": i,
+                "subject": subject,
+                SUBJECT_KEY: _subject_key(subject),
+                "metadata": metadata or {},
+                "vector": v.tolist(),
+            }
             for i, v in zip(ids, vectors, strict=True)
         ]
         self.client.insert(_collection(gallery), rows)
@@ -169,18 +181,21 @@ class GalleryStore:
 
     def verify(self, gallery: str, subject: str, feature: np.ndarray) -> Match:
         """The subject's face closest to ``feature``."""
-        _check_subject(subject)
         vector = self._vectors(feature.reshape(1, -1))[0]
         self._open(gallery)
-        hits = self._read(
-            self.client.search,
-            _collection(gallery),
-            data=[vector.tolist()],
-            limit=1,
-            filter=f"subject == {_quoted(subject)}",
-            output_fields=["subject", "metadata"],
-            search_params={"metric_type": "COSINE"},
-        )[0]
+        where = self._subject_filter(gallery, subject)
+        hits = (
+            where
+            and self._read(
+                self.client.search,
+                _collection(gallery),
+                data=[vector.tolist()],
+                limit=1,
+                filter=where,
+                output_fields=["subject", "metadata"],
+                search_params={"metric_type": "COSINE"},
+            )[0]
+        )
         if not hits:
             raise ApiError.not_found(f"subject {subject!r} is not in gallery {gallery!r}")
         best = hits[0]
@@ -202,8 +217,8 @@ class GalleryStore:
     ) -> tuple[list[Face], int]:
         """A page of faces (by subject, then id), and how many there are."""
         self._open(gallery)
-        where = f"subject == {_quoted(subject)}" if subject is not None else ""
-        rows = self._all(gallery, ["subject", "metadata"], where)
+        where = "" if subject is None else self._subject_filter(gallery, subject)
+        rows = [] if where is None else self._all(gallery, ["subject", "metadata"], where)
         if subject is not None and not rows:
             raise ApiError.not_found(f"subject {subject!r} is not in gallery {gallery!r}")
         rows.sort(key=lambda r: (r["subject"], r["face_id"]))
@@ -213,6 +228,7 @@ class GalleryStore:
         return page, len(rows)
 
     def delete_face(self, gallery: str, face_id: str) -> None:
+        _check(rules.check_face_id, "face_id", face_id)  # pymilvus quotes ids unescaped
         self._open(gallery)
         found = self._read(
             self.client.get, _collection(gallery), ids=[face_id], output_fields=["face_id"]
@@ -223,11 +239,25 @@ class GalleryStore:
 
     def delete_subject(self, gallery: str, subject: str) -> int:
         """Deletes every face of ``subject``; returns how many there were."""
-        _, count = self.faces(gallery, 0, 0, subject)
-        self._delete(_collection(gallery), filter=f"subject == {_quoted(subject)}")
+        _, count = self.faces(gallery, 0, 0, subject)  # 404 when it has none
+        where = self._subject_filter(gallery, subject)
+        if where is not None:
+            self._delete(_collection(gallery), filter=where)
         return count
 
     # -- internals -------------------------------------------------------------------------
+    def _subject_filter(self, gallery: str, subject: str) -> str | None:
+        """A filter expression for ``subject``'s faces in ``gallery`` made only of hex digits the
+        store computed: its key, or (a gallery made before keys) its faces' ids; None when a
+        gallery without keys holds no face of it."""
+        key = _subject_key(subject)
+        fields = self.client.describe_collection(_collection(gallery))["fields"]
+        if any(field["name"] == SUBJECT_KEY for field in fields):
+            return f'{SUBJECT_KEY} == "{key}"'
+        rows = self._all(gallery, ["subject"])
+        ids = [_checked_id(r["face_id"]) for r in rows if r["subject"] == subject]
+        return f"face_id in [{', '.join(ids)}]" if ids else None
+
     def _ensure_registry(self, client: Any) -> None:
         from pymilvus import DataType
 
@@ -246,7 +276,7 @@ class GalleryStore:
         )
 
     def _registered(self, name: str) -> dict[str, Any]:
-        _check_gallery_name(name)
+        _check(rules.check_gallery, "gallery", name)  # it is an id in the registry's queries
         found = self._read(
             self.client.get, REGISTRY, ids=[name], output_fields=["pack", "dimension"]
         )
@@ -281,6 +311,7 @@ class GalleryStore:
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("face_id", DataType.VARCHAR, is_primary=True, max_length=64)
         schema.add_field("subject", DataType.VARCHAR, max_length=SUBJECT_MAX_CHARS * 4)
+        schema.add_field(SUBJECT_KEY, DataType.VARCHAR, max_length=SUBJECT_MAX_CHARS * 8)
         schema.add_field("metadata", DataType.JSON)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimension)
         index = self.client.prepare_index_params()
@@ -300,19 +331,13 @@ class GalleryStore:
             raise ApiError.invalid(
                 "feature",
                 f"expected {self.dimension}-d features of model pack {self.pack!r}, got {got}-d",
+                kind="value_error.feature",
             )
         if not np.isfinite(vectors).all() or (np.linalg.norm(vectors, axis=1) == 0).any():
-            raise ApiError.invalid("feature", "features must be finite and non-zero")
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-    def _check_metadata(self, metadata: dict[str, Any] | None) -> None:
-        text = json.dumps(metadata or {}, separators=(",", ":"), ensure_ascii=False)
-        size = len(text.encode("utf-8"))
-        if size > self.metadata_max_bytes:
             raise ApiError.invalid(
-                "metadata",
-                f"metadata is {size} bytes as JSON, over the limit of {self.metadata_max_bytes}",
+                "feature", "features must be finite and non-zero", kind="value_error.feature"
             )
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     def _count(self, gallery: str) -> int:
         rows = self._read(
@@ -413,23 +438,25 @@ def _collection(gallery: str) -> str:
     return _COLLECTION_PREFIX + gallery.encode("utf-8").hex()
 
 
-def _check_gallery_name(name: str) -> None:
-    if not GALLERY_NAME.match(name):
-        raise ApiError.invalid(
-            "gallery",
-            "gallery names are 1-64 characters of letters, digits, '_', '-' and '.', starting "
-            "with a letter or a digit",
-        )
+def _check(rule: Callable[[Any], Any], field: str, value: Any) -> None:
+    try:
+        rule(value)
+    except ValueError as exc:
+        raise ApiError.invalid(field, str(exc)) from None
 
 
-def _check_subject(subject: str) -> None:
-    if not subject or len(subject) > SUBJECT_MAX_CHARS:
-        raise ApiError.invalid("subject", f"subject must be 1-{SUBJECT_MAX_CHARS} characters")
+def _checked_id(face_id: str) -> str:
+    """A face id as a quoted literal, after checking it is one (32 hex digits)."""
+    _check(rules.check_face_id, "face_id", face_id)
+    return f'"{face_id}"'
 
 
-def _quoted(text: str) -> str:
-    """A string literal for a Milvus filter expression."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _subject_key(subject: str) -> str:
+    """A subject as a filter may name it: its UTF-8 in hex, whatever characters it holds."""
+    try:
+        return subject.encode("utf-8").hex()
+    except UnicodeEncodeError:  # a lone surrogate: never stored
+        raise ApiError.invalid("subject", "subject must be valid Unicode") from None
 
 
 def _hit_id(hit: Any) -> str:

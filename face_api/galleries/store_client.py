@@ -12,15 +12,24 @@ from typing import Any
 
 import numpy as np
 
+from face_api.galleries.rules import check_metadata
 from face_api.http.errors import BACKEND_ERRORS
 from face_api.http.info import ServedModel
 from face_api.ops.errors import ApiError, Reply
 
 
 class GalleryStoreClient:
-    def __init__(self, store: Any, served: ServedModel) -> None:
+    def __init__(self, store: Any, served: ServedModel, metadata_max_bytes: int) -> None:
         self.store = store  # the ``bentoml.depends`` handle of ``GalleryStoreService``
         self.served = served
+        self.metadata_max_bytes = metadata_max_bytes
+
+    def check_metadata(self, metadata: dict[str, Any] | None) -> None:
+        """422 for metadata the store would refuse, before the request's image is worked on."""
+        try:
+            check_metadata(metadata, self.metadata_max_bytes)
+        except ValueError as exc:
+            raise ApiError.invalid("metadata", str(exc)) from None
 
     async def enroll(
         self, gallery: str, subject: str, features: np.ndarray, metadata: dict[str, Any] | None

@@ -23,11 +23,12 @@ from face_api.http.asgi import (
 from face_api.ops.errors import ApiError
 
 # What anyone may GET without a key: liveness and what is served (``/v1/health``,
-# ``/v1/info/...``), the API's documentation, and BentoML's probes (a kubelet sends no key).
+# ``/v1/info/...``), the API's documentation (``/schema.json`` is BentoML's, which its Python
+# client reads before its first call), and BentoML's probes (a kubelet sends no key).
 # Everything else needs one, unknown paths included (deny by default): the gallery GETs and
 # DELETEs list and remove enrolled people, and ``/metrics`` would name them.
 PUBLIC_GET_PATHS = frozenset(
-    {"/v1/health", "/", "/docs", "/docs.json", "/livez", "/readyz", "/healthz"}
+    {"/v1/health", "/", "/docs", "/docs.json", "/schema.json", "/livez", "/readyz", "/healthz"}
 )
 PUBLIC_GET_PREFIXES = ("/v1/info/",)
 METRICS_PATH = "/metrics"

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 import aiohttp
 import bentoml
+from fastapi.exceptions import RequestValidationError
+from fastapi.requests import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -24,6 +26,15 @@ BACKEND_ERRORS = (bentoml.exceptions.BentoMLException, aiohttp.ClientError, OSEr
 
 def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error.body(), error.status, headers={**error.headers(), **(headers or {})})
+
+
+def validation_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 for the mounted routes (path, query, body), as every other 422: ``loc``,
+    ``msg``, ``type``. FastAPI's own handler echoes each refused ``input``, and a NaN there made
+    its answer unencodable: a 500."""
+    assert isinstance(exc, RequestValidationError)
+    items = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return error_response(ApiError.invalid_items(items))
 
 
 def api_error(exc: Exception, timeout_s: float) -> ApiError | None:

@@ -11,6 +11,7 @@ any path no route serves: the label sets are as many as the routes, whatever cli
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,7 +31,10 @@ class RouteLabels:
     def __init__(self, templates: Iterable[str]) -> None:
         templates = sorted(set(templates))
         self.exact = {t for t in templates if "{" not in t}
-        self.patterns = [(route_pattern(t), t) for t in templates if "{" in t]
+        # labelled without convertors: ``{subject:anytext}`` is ``{subject}``
+        self.patterns = [
+            (route_pattern(t), re.sub(r"\{(\w+):\w+\}", r"{\1}", t)) for t in templates if "{" in t
+        ]
 
     def __call__(self, path: str) -> str:
         if path in self.exact:

@@ -9,6 +9,9 @@ lets through, and writes things standard tools refuse or misread. ``contract_ope
   writes them inline beside a copy), ``requestBody.required``, their multipart twins' upload
   fields as binary strings and their other form fields as plain values, no ``root_input``;
 - every key of an answer listed as required (the server always sends them all);
+- a body that takes exactly one of two keys (a gallery call's ``image`` or ``feature``) as a
+  ``oneOf`` of its two shapes, each a named component (``EnrollByImage``, ``EnrollByFeature``):
+  what validators and fuzzers check, and what client generators type as a union;
 - operation ids and tags that name what each call does (generated clients name methods by them).
 The wire format stays as it is: nothing here changes a request or an answer.
 """
@@ -23,6 +26,7 @@ from starlette.responses import Response
 
 from face_api.http.admission import METRICS_PATH, is_public
 from face_api.http.asgi import ASGIApp, Receive, Scope, Send
+from face_api.http.schemas import EXACTLY_ONE_OF
 
 OPENAPI_VERSION = "3.1.0"
 ERROR_MESSAGE = "ErrorMessage"
@@ -72,9 +76,6 @@ VALIDATION_SCHEMAS = {
             },
             "msg": {"type": "string", "title": "Message"},
             "type": {"type": "string", "title": "Error Type"},
-            # pydantic's own, on the gallery routes' 422s: the value refused, the rule's limits.
-            "input": {"title": "Input"},
-            "ctx": {"type": "object", "title": "Context"},
         },
     },
     "HTTPValidationError": {
@@ -135,6 +136,7 @@ def contract_openapi(
     for schema in schemas.values():
         _binary_uploads(schema)
     _require_every_answer_key(spec)
+    _split_exactly_one_of(schemas)
     return spec
 
 
@@ -228,6 +230,26 @@ def _require_every_answer_key(spec: dict[str, Any]) -> None:
             schemas[name]["required"] = [
                 key for key, field in properties.items() if "x-sent-when" not in field
             ]
+
+
+def _split_exactly_one_of(schemas: dict[str, Any]) -> None:
+    """``EnrollReqBody`` taking exactly one of ``image`` and ``feature`` becomes a ``oneOf`` of
+    ``EnrollByImage`` (``image`` required, no ``feature``) and ``EnrollByFeature``."""
+    for name, schema in list(schemas.items()):
+        keys = schema.pop(EXACTLY_ONE_OF, None)
+        if keys is None:
+            continue
+        shapes = []
+        for key in keys:
+            shape = json.loads(json.dumps(schema))
+            shape["title"] = f"{name.removesuffix('ReqBody')}By{key.capitalize()}"
+            shape["required"] = [*schema.get("required", []), key]
+            for other in keys:
+                if other != key:
+                    del shape["properties"][other]
+            schemas[shape["title"]] = shape
+            shapes.append({"$ref": f"{_SCHEMA_REF}{shape['title']}"})
+        schemas[name] = {"title": name, "oneOf": shapes}
 
 
 def _referenced(node: Any, schemas: dict[str, Any], found: set[str] | None = None) -> set[str]:

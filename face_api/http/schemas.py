@@ -8,21 +8,30 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool
 
 from face_api.ops.limits import DETECT_MAX_RESULTS, FACES_MAX_RESULTS, MAX_RESULTS
 
-# Numbers must be JSON integers: `true`, `1.5` or `"10"` are a 422, not silently coerced (multipart
-# fields arrive as text and BentoML decodes them as JSON first, so `maxResults=10` still works).
-RequestInt = Annotated[int, Strict()]
-
 
 def _json_integer(value: object) -> object:
-    if type(value) is not int:  # `Literal` alone would take True as 1 and 1.0 as 1
+    """A JSON Schema integer: a number with no fractional part (``10`` or ``10.0``), never
+    ``true``, ``1.5`` or ``"10"``."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if type(value) is not int:  # `Literal` alone would take True as 1
         raise ValueError("Input should be a valid integer")
     return value
 
 
+# Numbers must be JSON integers, as the document's `"type": "integer"` says: `true`, `1.5` or
+# `"10"` are a 422, not silently coerced (multipart fields arrive as text and BentoML decodes them
+# as JSON first, so `maxResults=10` still works).
+# (The validator comes last, so that it runs first and bounds added around this type still
+# reach the document as `minimum`/`maximum`.)
+RequestInt = Annotated[int, Strict(), BeforeValidator(_json_integer)]
+# A multipart twin's maxResults (the JSON bodies bound theirs on the field).
+MaxResults = Annotated[int, Strict(), Ge(1), Le(MAX_RESULTS), BeforeValidator(_json_integer)]
 DetectSortTypeValue = Annotated[Literal[0, 1, 2], BeforeValidator(_json_integer)]
 
 
@@ -33,8 +42,14 @@ class WireModel(BaseModel):
 
 
 # --- requests -------------------------------------------------------------------------------
+# A body that takes exactly one of these keys: the published document splits it into one schema
+# per key (``openapi.py``).
+EXACTLY_ONE_OF = "x-exactly-one-of"
+# What the document states of an image field: a non-empty text of base64 (its bytes an image).
+IMAGE_DOC = {"minLength": 1, "pattern": r"\S", "contentEncoding": "base64"}
 Base64Image = Field(
-    description="base64 encoded image (standard alphabet; a data: URI prefix is ok)"
+    description="base64 encoded image (standard alphabet; a data: URI prefix is ok)",
+    json_schema_extra=IMAGE_DOC,
 )
 
 
@@ -71,7 +86,10 @@ class EmbeddingsReqBody(WireModel):
 class CropReqBody(WireModel):
     """An already aligned face crop (``/v1/feature-only``, ``/v1/embeddings-only``)."""
 
-    image: str = Field(description="base64 of an aligned 112x112 face crop (PNG or JPEG)")
+    image: str = Field(
+        description="base64 of an aligned 112x112 face crop (PNG or JPEG)",
+        json_schema_extra=IMAGE_DOC,
+    )
 
 
 class MultiFeatureReqBody(WireModel):

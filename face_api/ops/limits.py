@@ -10,3 +10,19 @@ SEARCH_MAX_RESULTS = 5  # a gallery search's matches per probe face
 SUBJECT_MAX_CHARS = 256  # an enrolled person's name or id
 PAGE_MAX = 1000  # a gallery listing's largest page
 PAGE_DEFAULT = 100
+
+# Identifiers, each with one exact shape: patterns in the dialect that JSON Schema (ECMA-262),
+# pydantic (Rust's regex) and Python's ``re`` (with ``fullmatch``) all read the same way, anchored
+# so that no trailing line break slips past ``$``.
+# A gallery: letters, digits, '_', '-', '.', a letter or digit first (so never ``..``).
+GALLERY_NAME_MAX_CHARS = 64
+GALLERY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# A subject: any text but control characters (C0, DEL, C1) and slashes, and not "." or "..". A
+# subject is a path segment in the DELETE that erases it, and clients resolve dot segments and
+# unescaped slashes away: DELETE .../subjects/.. (or ../../x) would reach a gallery instead.
+_TEXT = r"\u0000-\u001f\u007f-\u009f/\\"
+SUBJECT_PATTERN = rf"^([^{_TEXT}.][^{_TEXT}]*|\.[^{_TEXT}.][^{_TEXT}]*|\.\.[^{_TEXT}]+)$"
+# A face id, as the store makes them: 32 lowercase hex digits (a UUID4's hex).
+FACE_ID_PATTERN = r"^[0-9a-f]{32}$"
+# Enrolled metadata: a JSON object at most this deep (an object in an object is depth 2).
+METADATA_MAX_DEPTH = 16

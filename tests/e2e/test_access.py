@@ -18,6 +18,7 @@ OPEN = [
     f"/v1/info/model/{DEFAULT_PACK}",
     "/docs",
     "/docs.json",
+    "/schema.json",
     "/",
     "/livez",
     "/readyz",

@@ -9,12 +9,14 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import cv2
 import httpx
 import numpy as np
 import pytest
 
+from face_api.galleries.client import GalleryClient
 from face_api.pipeline.features import encode_feature
 from tests.helpers import b64
 from tests.milvus_server import MilvusServer, running_milvus
@@ -238,32 +240,38 @@ def test_concurrent_enrolls_and_deletes_lose_nothing(server):
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "body", "status", "field"),
+    ("method", "path", "body", "status", "loc"),
     [
-        ("post", "/v1/galleries/g/faces", {"subject": "x"}, 422, "image"),
+        ("post", "/v1/galleries/g/faces", {"subject": "x"}, 422, ["body", "image"]),
         (
             "post",
             "/v1/galleries/g/faces",
             {"subject": "x", "image": "AAAA", "feature": "AACAPw=="},
             422,
-            "image",
+            ["body", "image"],
         ),
-        ("post", "/v1/galleries/g/faces", {"image": "AAAA"}, 422, "subject"),
-        ("post", "/v1/galleries/g/faces", {"subject": "x", "feature": "AACAPw=="}, 422, "feature"),
+        ("post", "/v1/galleries/g/faces", {"image": "AAAA"}, 422, ["body", "subject"]),
+        (
+            "post",
+            "/v1/galleries/g/faces",
+            {"subject": "x", "feature": "AACAPw=="},
+            422,
+            ["body", "feature"],
+        ),
         (
             "post",
             "/v1/galleries/bad%20name/faces",
             {"subject": "x", "feature": encode_feature(np.ones(512))},
             422,
-            "gallery",
+            ["path", "gallery"],
         ),
-        ("post", "/v1/galleries/people/search", {"feature": "@@"}, 422, "feature"),
+        ("post", "/v1/galleries/people/search", {"feature": "@@"}, 422, ["body", "feature"]),
         (
             "post",
             "/v1/galleries/people/search",
             {"feature": encode_feature(np.ones(512)), "threshold": 2},
             422,
-            "threshold",
+            ["body", "threshold"],
         ),
         (
             "post",
@@ -284,12 +292,12 @@ def test_concurrent_enrolls_and_deletes_lose_nothing(server):
         ("delete", "/v1/galleries/no-such", None, 404, None),
     ],
 )
-def test_bad_input_and_unknown_names(api, enrolled, method, path, body, status, field):
+def test_bad_input_and_unknown_names(api, enrolled, method, path, body, status, loc):
     response = api.request(method.upper(), path, json=body)
     assert response.status_code == status, response.text
     detail = response.json()["detail"]
     if status == 422:
-        assert any(item["loc"][:2] == ["body", field] for item in detail), detail
+        assert any(item["loc"][:2] == loc for item in detail), detail
     else:
         assert isinstance(detail, str)
         assert "does not exist" in detail or "is not in" in detail, detail
@@ -309,7 +317,7 @@ def test_gallery_names_start_with_a_letter_or_a_digit(server, name):
     response = enroll_at_raw_path(server, name)
     assert response.status_code == 422, response.text
     [item] = response.json()["detail"]
-    assert item["loc"] == ["body", "gallery"] and "letter or a digit" in item["msg"]
+    assert item["loc"] == ["path", "gallery"] and "letter or a digit" in item["msg"]
 
 
 @pytest.mark.parametrize("name", ["..", "."])
@@ -343,6 +351,112 @@ def test_metadata_over_the_cap_is_422_over_json_and_multipart(api):
     assert response.status_code == 200, response.text[:500]
     listed = api.get("/v1/galleries/meta/faces").json()
     assert listed["total"] == 1 and listed["faces"][0]["metadata"] == at_the_cap
+
+
+def test_a_face_id_is_never_spliced_into_a_query(api, server):
+    """The id that deleted a whole gallery through pymilvus's unescaped quoting."""
+    feature = encode_feature(np.ones(512))
+    for n in range(3):
+        api.post("/v1/galleries/spliced/faces", json={"subject": f"s{n}", "feature": feature})
+    for face_id in ("x'] or face_id not in ['", 'x"] or face_id not in ["', "A" * 32, "0" * 31):
+        response = api.delete(f"/v1/galleries/spliced/faces/{quote(face_id, safe='')}")
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["path", "face_id"]
+    assert api.get("/v1/galleries/spliced/faces").json()["total"] == 3
+    assert api.delete("/v1/galleries/spliced").json() == {"deleted": 3}
+
+
+@pytest.mark.parametrize(
+    "subject", ["eve\nx", "tab\there", "nul\u0000", "c1\u0085", "a/b", "back\\slash", ".", ".."]
+)
+def test_names_with_control_characters_slashes_or_dot_segments_are_refused(api, subject):
+    body = {"subject": subject, "feature": encode_feature(np.ones(512))}
+    response = api.post("/v1/galleries/names/faces", json=body)
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["loc"] == ["body", "subject"] and "control characters" in item["msg"]
+    form = {"subject": subject}
+    files = {"image": ("a.jpg", IDENTITIES[0].read_bytes())}
+    response = api.post("/v1/file/galleries/names/faces", data=form, files=files)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "subject"]
+
+
+ODD_NAMES = ["Jane O'Brien", 'say "cheese"', "José 😀", "x' or subject != '", " ", "...", "?#%"]
+
+
+def test_every_name_enrollment_takes_is_erased_by_name_and_nothing_else(api, server):
+    """Through raw HTTP (percent-encoded path) and the Python client, on both stores."""
+    feature = encode_feature(np.ones(512))
+    api.post("/v1/galleries/erasure/faces", json={"subject": "bystander", "feature": feature})
+    for name in ODD_NAMES:
+        for _ in range(2):
+            body = {"subject": name, "feature": feature, "metadata": {"name": name}}
+            assert api.post("/v1/galleries/erasure/faces", json=body).status_code == 200
+    listed = {
+        s["subject"]: s["faces"]
+        for s in api.get("/v1/galleries/erasure/subjects").json()["subjects"]
+    }
+    assert listed == {"bystander": 1, **dict.fromkeys(ODD_NAMES, 2)}
+    with GalleryClient(server.url, API_KEY) as client:
+        for i, name in enumerate(ODD_NAMES):
+            assert client.faces("erasure", subject=name).total == 2
+            if i % 2:
+                assert client.delete_subject("erasure", name) == 2
+            else:
+                segment = quote(name, safe="").replace(".", "%2E")
+                response = api.delete(f"/v1/galleries/erasure/subjects/{segment}")
+                assert response.json() == {"deleted": 2}, (name, response.text)
+    assert [s["subject"] for s in api.get("/v1/galleries/erasure/subjects").json()["subjects"]] == [
+        "bystander"
+    ]
+
+
+def test_malformed_metadata_is_422_never_500(api):
+    feature = encode_feature(np.ones(512))
+    files = {"image": ("a.jpg", IDENTITIES[0].read_bytes())}
+    for text in (
+        "[" * 100_000 + "]" * 100_000,
+        '{"a":' * 100_000 + "1" + "}" * 100_000,
+        '{"a": NaN}',
+        '{"a": 1e999}',
+        '{"a": "\\ud800"}',
+        "[1]",
+        "9" * 5000,
+    ):
+        response = api.post(
+            "/v1/file/galleries/meta/faces", data={"subject": "x", "metadata": text}, files=files
+        )
+        assert response.status_code == 422, (text[:20], response.text[:300])
+        assert response.json()["detail"][0]["loc"] == ["body", "metadata"]
+    deep: dict = {}
+    inner = deep
+    for _ in range(20):
+        inner["a"] = {}
+        inner = inner["a"]
+    for metadata in (deep, {"a": 2**64}):
+        body = {"subject": "x", "feature": feature, "metadata": metadata}
+        response = api.post("/v1/galleries/meta/faces", json=body)
+        assert response.status_code == 422, response.text[:300]
+        assert response.json()["detail"][0]["loc"][:2] == ["body", "metadata"]
+    for raw in (
+        '{"subject": "x", "feature": "FEATURE", "metadata": {"a": NaN}}',
+        '{"subject": "x", "feature": "FEATURE", "metadata": {"\\udfff": 1}}',
+    ):
+        response = api.post(
+            "/v1/galleries/meta/faces",
+            content=raw.replace("FEATURE", feature),
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 422, response.text[:300]
+
+
+def test_image_and_feature_are_strings_never_null(api):
+    feature = encode_feature(np.ones(512))
+    body = {"subject": "x", "image": None, "feature": feature}
+    response = api.post("/v1/galleries/nulls/faces", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "image"]
 
 
 def test_an_image_without_a_face_is_422(api):

@@ -167,7 +167,7 @@ def test_the_generated_client_calls_every_operation_into_its_typed_model(server,
         "enroll",
         "EnrollResponse",
         gallery=gallery,
-        body=models.EnrollReqBody(subject=subject, image=image),
+        body=models.EnrollByImage(subject=subject, image=image),
     )
     call(
         "galleries",
@@ -181,7 +181,7 @@ def test_the_generated_client_calls_every_operation_into_its_typed_model(server,
         "search",
         "SearchResponse",
         gallery=gallery,
-        body=models.SearchReqBody(image=image),
+        body=models.SearchByImage(image=image),
     )
     assert found.results[0].matches[0].subject == subject
     call(
@@ -196,7 +196,7 @@ def test_the_generated_client_calls_every_operation_into_its_typed_model(server,
         "verify",
         "VerifyResponse",
         gallery=gallery,
-        body=models.VerifyReqBody(subject=subject, image=b64(again)),
+        body=models.VerifyByImage(subject=subject, image=b64(again)),
     )
     assert verified.score > 0.3
     call(
@@ -244,7 +244,10 @@ def test_the_generated_client_parses_401_and_422_into_the_error_models(server, g
             detect.sync_detailed,
             {"body": models.DetectReqBody(image=b64(IDENTITIES[0]), max_results=0)},
         ),
-        (enroll.sync_detailed, {"gallery": "g", "body": models.EnrollReqBody(subject="")}),
+        (
+            enroll.sync_detailed,
+            {"gallery": "g", "body": models.EnrollByFeature(subject="", feature="AAAA")},
+        ),
     ]
     for function, kwargs in invalid:
         answer = function(client=keyed, **kwargs)

@@ -7,6 +7,7 @@ import pytest
 
 from face_api.galleries.store import GalleryStore
 from face_api.ops.errors import ApiError
+from face_api.ops.limits import METADATA_MAX_DEPTH
 
 DIM = 512
 PACK = "buffalo_sc_int8"
@@ -44,19 +45,19 @@ def test_enrolled_faces_are_found_at_once_rank_1_best_first(store, people):
 
 
 def test_verify_pages_and_deletes(store, people):
-    store.enroll("desk", 'O"Brien \\ the second', people[:2])
+    store.enroll("desk", 'O"Brien \'the second\' OR subject != ""', people[:2])
     store.enroll("desk", "ada", people[2:5], {"team": "x"})
-    match = store.verify("desk", 'O"Brien \\ the second', people[1])
-    assert match.score > 0.999 and match.subject == 'O"Brien \\ the second'
+    match = store.verify("desk", 'O"Brien \'the second\' OR subject != ""', people[1])
+    assert match.score > 0.999 and match.subject == 'O"Brien \'the second\' OR subject != ""'
     assert store.verify("desk", "ada", people[1]).score < 0.3  # ada's best, still not person 1
     page, total = store.subjects("desk", offset=0, limit=1)
-    assert total == 2 and page == [('O"Brien \\ the second', 2)]
+    assert total == 2 and page == [('O"Brien \'the second\' OR subject != ""', 2)]
     assert store.subjects("desk", offset=1, limit=5)[0] == [("ada", 3)]
     faces, total = store.faces("desk", offset=0, limit=10, subject="ada")
     assert total == 3 and {f.metadata["team"] for f in faces} == {"x"}
     store.delete_face("desk", faces[0].face_id)
     assert store.faces("desk", 0, 10)[1] == 4
-    assert store.delete_subject("desk", 'O"Brien \\ the second') == 2
+    assert store.delete_subject("desk", 'O"Brien \'the second\' OR subject != ""') == 2
     assert store.gallery("desk").faces == 2
     store.delete_gallery("desk")
     assert "desk" not in [g.name for g in store.galleries()]
@@ -222,3 +223,103 @@ def test_galleries_survive_a_reopen_and_refuse_another_pack(tmp_path, people):
     with pytest.raises(ApiError):
         other.enroll("kept", "bob", people[3:4])
     other.client.close()
+
+
+INJECTIONS = [
+    "x'] or face_id not in ['",
+    'x"] or face_id not in ["',
+    "0" * 32 + "' or '1'=='1",
+]
+
+
+@pytest.mark.parametrize("face_id", INJECTIONS)
+def test_a_face_id_of_another_shape_is_refused_before_any_query(store, people, face_id):
+    ids = store.enroll("guarded", "someone", people[:3])
+    with pytest.raises(ApiError) as refused:
+        store.delete_face("guarded", face_id)
+    assert refused.value.status == 422 and refused.value.field == "face_id"
+    assert store.gallery("guarded").faces == 3
+    assert store.faces("guarded", 0, 10)[1] == 3 and len(ids) == 3
+    store.delete_gallery("guarded")
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ['a" or subject != "', "a' or subject != '", "{s}", "José 😀", " ", "..."],
+)
+def test_a_subject_is_only_ever_itself_in_a_filter(store, people, subject):
+    store.enroll("quoted", "bystander", people[:2])
+    store.enroll("quoted", subject, people[2:3])
+    assert store.verify("quoted", subject, people[2]).score > 0.999
+    assert store.faces("quoted", 0, 10, subject)[1] == 1
+    assert store.delete_subject("quoted", subject) == 1
+    assert store.faces("quoted", 0, 10)[1] == 2  # the bystander's faces are all still there
+    store.delete_gallery("quoted")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ({"a": float("nan")}, "finite"),
+        ({"a": [float("inf")]}, "finite"),
+        ({"a": 2**64}, "64 bits"),
+        ({"a": "\ud800"}, "Unicode"),
+        ({"\udfff": 1}, "Unicode"),
+        ({"a": [1, 2.5, True, None, "ok"]}, None),
+    ],
+)
+def test_metadata_is_plain_json(store, people, metadata, reason):
+    if reason is None:
+        assert store.enroll("plain", "x", people[:1], metadata)
+        return
+    with pytest.raises(ApiError, match=reason) as refused:
+        store.enroll("plain", "x", people[:1], metadata)
+    assert refused.value.field == "metadata"
+
+
+def test_metadata_nested_deeper_than_the_limit_is_refused(store, people):
+    deep: dict = {}
+    inner = deep
+    for _ in range(METADATA_MAX_DEPTH - 1):
+        inner["a"] = {}
+        inner = inner["a"]
+    assert store.enroll("nested", "x", people[:1], deep)  # exactly the limit
+    inner["a"] = {}
+    with pytest.raises(ApiError, match="levels deep"):
+        store.enroll("nested", "x", people[:1], deep)
+
+
+def test_a_gallery_made_before_subject_keys_is_served_and_erased(tmp_path, people):
+    """Galleries enrolled by an earlier version have no subject_key column: their subjects are
+    found by reading the subject column, erasure included (any name it held)."""
+    from pymilvus import DataType
+
+    store = GalleryStore(str(tmp_path / "galleries.db"), PACK, DIM)
+    client, collection = store.client, "gallery_" + b"old".hex()
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("face_id", DataType.VARCHAR, is_primary=True, max_length=64)
+    schema.add_field("subject", DataType.VARCHAR, max_length=1024)
+    schema.add_field("metadata", DataType.JSON)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    index = client.prepare_index_params()
+    index.add_index("vector", metric_type="COSINE", index_type="FLAT")
+    client.create_collection(collection, schema=schema, index_params=index)
+    names = ["eve\nx", "a/b", "plain", "plain"]  # what earlier versions let through
+    client.insert(
+        collection,
+        [
+            {"face_id": f"{i:032x}", "subject": n, "metadata": {}, "vector": people[i].tolist()}
+            for i, n in enumerate(names)
+        ],
+    )
+    client.upsert(
+        "face_api_galleries", [{"name": "old", "pack": PACK, "dimension": DIM, "unused": [0, 0]}]
+    )
+    assert store.verify("old", "a/b", people[1]).face_id == f"{1:032x}"
+    assert store.faces("old", 0, 10, "plain")[1] == 2
+    assert store.delete_subject("old", "eve\nx") == 1
+    assert store.delete_subject("old", "plain") == 2
+    assert [f.subject for f in store.faces("old", 0, 10)[0]] == ["a/b"]
+    with pytest.raises(ApiError) as missing:
+        store.verify("old", "plain", people[2])
+    assert missing.value.status == 404

@@ -51,3 +51,17 @@ def test_response_keys_are_the_references():
     assert list(ScoreResponse().model_dump()) == ["score", "face_detects"]
     detect = FeatureResponse(version="1").model_dump()["face_detect"]
     assert list(detect) == ["processed", "confidence", "boundingBox", "landmarks"]
+
+
+@pytest.mark.parametrize("value", [True, 2.5, "10", None])
+def test_integers_are_json_integers_never_coerced(value):
+    with pytest.raises(ValidationError):
+        DetectReqBody.model_validate({"image": "x", "maxResults": value})
+    with pytest.raises(ValidationError):
+        DetectReqBody.model_validate({"image": "x", "detectSortType": value})
+
+
+def test_a_number_with_no_fraction_is_an_integer_as_json_schema_says():
+    body = DetectReqBody.model_validate({"image": "x", "maxResults": 10.0, "detectSortType": 2.0})
+    assert (body.max_results, body.detect_sort_type) == (10, 2)
+    assert type(body.max_results) is int
