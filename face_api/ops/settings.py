@@ -81,15 +81,15 @@ class Settings(BaseSettings):
 
     # --- face quality (returnQuality, enrollment's qualityFilter) ----------------------------
     # Each pair: the least a face needs to be graded medium, then high (pose: the most yaw or
-    # pitch), as JSON (`FACE_QUALITY_FACE_PX='[20, 40]'`). AUTO enrolls a face graded medium or
+    # pitch), as JSON (`FACE_QUALITY_FACE_PX='[16, 32]'`). AUTO enrolls a face graded medium or
     # high. Chosen on the outcome: each identity frame degraded 51 ways, against the cosine of
     # its embedding to the same frame's clean one (benchmarks/README.md, "Face quality").
     # The expected cosine to the same face in good condition (face_api/pipeline/quality.py):
     # the medium bar refuses 90% or more of the faces below 0.5 and keeps 90% or more of those
     # from 0.7, every clean frame enrolled; the high bar is above every face below 0.5.
     quality_recognizability: tuple[float, float] = (0.655, 0.84)
-    # The box's shorter side, pixels: faces shrunk to 16 px wide lose their identity (median
-    # cosine 0.2), at 20 px most keep it.
+    # The box's shorter side, pixels: a face under 16 px lost its identity a third of the time,
+    # from 18 px never; from 32 px every face kept 0.83 or more.
     quality_face_px: tuple[float, float] = (16.0, 32.0)
     quality_confidence: tuple[float, float] = (0.55, 0.65)  # the detector's score
     quality_pose_deg: tuple[float, float] = (70.0, 40.0)  # the most |yaw| or |pitch|

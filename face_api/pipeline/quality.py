@@ -88,9 +88,9 @@ class RecognizabilityModel:
 
 
 # Fitted on buffalo_sc_int8's faces; on buffalo_m_int8's (another detector, so other crops) the
-# same fit gives 0.839, 1.061, 0.0020 and -0.333.
+# same fit gives 0.831, 1.065, 0.0025 and -0.344.
 RECOGNIZABILITY = RecognizabilityModel(
-    intercept=0.834, log_norm=1.103, turn=0.0024, motion_blur=-0.321, motion_blur_knee=0.25
+    intercept=0.830, log_norm=1.103, turn=0.0027, motion_blur=-0.329, motion_blur_knee=0.25
 )
 # The recognizer's norm for a good face where none can be measured (insightface's sample crop is
 # missing): w600k_mbf's (buffalo_sc, buffalo_sc_int8, buffalo_m_int8), 23.2.
