@@ -1,7 +1,7 @@
 """Each face's quality: will the recognizer know this face again? The measures come from what
 the pipeline already has (the face's detection row, its aligned crop, its embedding's norm before
 normalization); the grade is calibrated on that outcome, not on each measure's spread over clean
-photos (``benchmarks/probes/quality.py`` degrades the identity photos 49 ways, mild to severe,
+photos (``benchmarks/probes/quality.py`` degrades the identity photos 51 ways, mild to severe,
 and measures each face's cosine to the same face in good condition).
 
 - recognizability: the cosine a face's embedding is expected to keep to the same face in good
@@ -10,7 +10,7 @@ and measures each face's cosine to the same face in good condition).
   embedding norm is what the recognizer itself says about the face: blur, noise, compression,
   darkness and occlusion all shorten it, and it alone separates the faces that keep their identity
   from those that lose it far better than the pixel measures do (ROC AUC 0.96 against sharpness
-  0.62 and brightness 0.60 on the probe's set). A turned face embeds shorter without being worse;
+  0.58 and brightness 0.61 on the probe's set). A turned face embeds shorter without being worse;
   a face smeared one way keeps more norm than it keeps identity;
 - size: the box's shorter side and the inter-ocular distance, in image pixels. The grade uses the
   box: a face turned in profile has its eyes close together however large it is;
