@@ -85,6 +85,7 @@ class InsightFaceRunner:
             max_pixels=settings.max_pixels,
             embed_chunk=self.engine.embed_max_batch,
             pool=pool,
+            norm_reference=self.engine.norm_reference,
         )
         self.pack_info: dict[str, Any] = {
             "name": settings.model,
@@ -103,8 +104,8 @@ class InsightFaceRunner:
     ) -> Reply:
         """Encoded images, each with the request field it came in -> per image ``faces``
         ((K, 15) float32 in image pixels), ``embeddings`` ((K, D) or None), ``height``,
-        ``width``, ``quality`` ((K, 6) measures or None); or the error of the first image that
-        cannot be decoded."""
+        ``width``, ``quality`` ((K, M) measures in ``quality.MEASURES`` order, or None); or the
+        error of the first image that cannot be decoded."""
         timings = Timings()
         with replying(timings) as reply:
             found = await self.pipeline.analyze(

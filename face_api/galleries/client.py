@@ -73,8 +73,11 @@ class GalleryClient:
         max_results: int = FACES_MAX_RESULTS,
         quality_filter: str = "AUTO",
     ) -> EnrollResponse:
-        """Enrolls the image's largest face (every face with ``all_faces``) or a feature; an
-        image's face below ``quality_filter`` (NONE, LOW, MEDIUM, HIGH, AUTO) is refused."""
+        """Enrolls the image's largest face or a feature; a face below ``quality_filter``
+        (NONE, LOW, MEDIUM, HIGH, AUTO) is refused (``FaceApiError``, 422). With ``all_faces``,
+        every face that clears it (up to ``max_results``), the others listed in the answer's
+        ``unindexed_faces`` with their position, box, quality and reasons; a 422 only when
+        none clears it."""
         fields = {
             "subject": subject,
             "allFaces": all_faces,

@@ -42,6 +42,7 @@ from face_api.galleries.schemas import (
     SearchResult,
     SubjectEntry,
     SubjectPage,
+    UnindexedFace,
     VerifyReqBody,
     VerifyResponse,
 )
@@ -64,6 +65,7 @@ from face_api.pipeline.features import decode_feature
 from face_api.pipeline.images import decode_base64
 from face_api.pipeline.quality import QualityFilter, refusals
 
+MESSAGE_FACES = 5  # the refused faces a 422's message names, the largest first
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorMessage, "description": "Missing or unknown x-api-key"},
     404: {"model": ErrorMessage, "description": "Unknown gallery, subject or face"},
@@ -145,18 +147,35 @@ def _detects(svc: GalleryHost, found: Analysis | None) -> list[Any]:
     return [None] if found is None else svc.faces.face_detects(found)
 
 
-def _check_quality(svc: GalleryHost, found: Analysis, bar: QualityFilter) -> None:
-    """Refuses the image when a face to enroll is below ``bar``: 422 naming the reasons."""
-    for position, (face, measures) in enumerate(zip(found.faces, found.quality, strict=True)):
-        refused = refusals(svc.faces.bars.judge(face, measures), bar)
-        if refused:
-            which = "its face" if len(found.faces) == 1 else f"face {position + 1} (by size)"
-            raise ApiError.invalid(
-                "image",
-                f"{which} is below the {bar.value} quality bar: "
-                f"{', '.join(r.value for r in refused)}",
-                "value_error.quality",
-            )
+def _sift(
+    svc: GalleryHost, found: Analysis, bar: QualityFilter
+) -> tuple[list[int], list[UnindexedFace]]:
+    """The faces that clear ``bar`` (their indices) and those that do not, each with its box,
+    quality and the reasons it was refused; a 422 naming the reasons when none clears it."""
+    passing: list[int] = []
+    refused: list[UnindexedFace] = []
+    detects = svc.faces.face_detects(found)
+    for i, (face, measures) in enumerate(zip(found.faces, found.quality, strict=True)):
+        reasons = refusals(svc.faces.bars.judge(face, measures), bar)
+        if reasons:
+            kept = [r.value for r in reasons]
+            refused.append(UnindexedFace(position=i + 1, reasons=kept, face_detect=detects[i]))
+        else:
+            passing.append(i)
+    if not passing:
+        raise ApiError.invalid("image", _refusal(refused, bar), "value_error.quality")
+    return passing, refused
+
+
+def _refusal(refused: list[UnindexedFace], bar: QualityFilter) -> str:
+    """Why no face of the image clears ``bar``: each face's reasons, the first few faces'."""
+    if len(refused) == 1:
+        return f"its face is below the {bar.value} quality bar: {', '.join(refused[0].reasons)}"
+    shown = [f"face {f.position} (by size): {', '.join(f.reasons)}" for f in refused]
+    if len(shown) > MESSAGE_FACES:
+        shown = [*shown[:MESSAGE_FACES], f"and {len(shown) - MESSAGE_FACES} more"]
+    listed = "; ".join(shown)
+    return f"none of its {len(refused)} faces clears the {bar.value} quality bar: {listed}"
 
 
 # -- enroll, search, verify -----------------------------------------------------------------------
@@ -167,13 +186,19 @@ async def _enroll(svc: GalleryHost, gallery: str, body: EnrollReqBody, image: An
     features, found = await _probes(
         svc, image, body.feature, body.all_faces, body.max_results, judge
     )
+    unindexed: list[UnindexedFace] = []
     if found is not None and judge:
-        _check_quality(svc, found, bar)
-        found.quality = None  # judged, not reported: enroll's answer stays as it was
-    detects = _detects(svc, found)
+        # A face below the bar is left out and listed; the image is refused only when none
+        # clears it (a single face: the largest, or the only one).
+        passing, unindexed = _sift(svc, found, bar)
+        features = features[passing]
+        found = Analysis(found.faces[passing], None, found.height, found.width)
+    detects = _detects(svc, found)  # judged, not reported: the enrolled faces' as they were
     ids = await svc.galleries.enroll(gallery, body.subject, features, body.metadata)
     faces = [EnrolledFace(face_id=i, face_detect=d) for i, d in zip(ids, detects, strict=True)]
-    return EnrollResponse(gallery=gallery, subject=body.subject, faces=faces)
+    return EnrollResponse(
+        gallery=gallery, subject=body.subject, faces=faces, unindexed_faces=unindexed
+    )
 
 
 async def _search(svc: GalleryHost, gallery: str, body: SearchReqBody, image: Any) -> Any:

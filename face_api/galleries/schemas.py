@@ -12,6 +12,7 @@ from face_api.http.schemas import (
     EXACTLY_ONE_OF,
     IMAGE_DOC,
     DetectResult,
+    QualityReason,
     RequestInt,
     ReturnQuality,
     WireModel,
@@ -75,7 +76,10 @@ class EnrollReqBody(ProbeBody):
         "returned in matches",
     )
     all_faces: StrictBool = Field(
-        False, alias="allFaces", description="enroll every face (up to maxResults), not the largest"
+        False,
+        alias="allFaces",
+        description="enroll every face (up to maxResults, largest first) that clears "
+        "qualityFilter, not the largest; the others are listed in unindexedFaces",
     )
     max_results: RequestInt = Field(FACES_MAX_RESULTS, alias="maxResults", ge=1, le=MAX_RESULTS)
     quality_filter: QualityFilterName = Field(
@@ -92,10 +96,30 @@ class EnrolledFace(WireModel):
     face_detect: DetectResult | None = None
 
 
+class UnindexedFace(WireModel):
+    """A face of an allFaces enrollment that was not enrolled, as AWS IndexFaces'
+    UnindexedFaces."""
+
+    position: int = Field(description="the face's place in the image, 1 for the largest")
+    reasons: list[QualityReason] = Field(
+        description="why qualityFilter refused it, the worst first"
+    )
+    face_detect: DetectResult = Field(
+        description="its box, landmarks and detector score, and its quality (grade, every "
+        "reason it is below high, the measures)"
+    )
+
+
 class EnrollResponse(WireModel):
     gallery: str
     subject: str
-    faces: list[EnrolledFace]
+    faces: list[EnrolledFace] = Field(description="the faces enrolled, largest first")
+    unindexed_faces: list[UnindexedFace] = Field(
+        default_factory=list,
+        alias="unindexedFaces",
+        description="with allFaces, the faces below qualityFilter, not enrolled (empty "
+        "otherwise: a single face below it is a 422)",
+    )
 
 
 class SearchReqBody(ProbeBody):

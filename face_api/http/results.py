@@ -20,8 +20,7 @@ def quality_bars(settings: Settings) -> face_quality.Bars:
     pairs = (
         settings.quality_face_px,
         settings.quality_confidence,
-        settings.quality_sharpness,
-        settings.quality_brightness,
+        settings.quality_recognizability,
         settings.quality_pose_deg,
     )
     return face_quality.Bars(
@@ -31,19 +30,21 @@ def quality_bars(settings: Settings) -> face_quality.Bars:
 
 def quality_of(face: np.ndarray, measures: np.ndarray, bars: face_quality.Bars) -> FaceQuality:
     judged = bars.judge(face, measures)
-    sharpness, brightness, yaw, pitch, roll, norm = (float(m) for m in measures)
+    m = dict(zip(face_quality.MEASURES, (float(v) for v in measures), strict=True))
     return FaceQuality(
         grade=judged.grade.value,
         reasons=[r.value for r in judged.reasons],
+        recognizability=round(m["recognizability"], 3),
         face_size=round(face_quality.face_size(face), 1),
         interocular_distance=round(face_quality.interocular(face), 1),
-        yaw=round(yaw, 1),
-        pitch=round(pitch, 1),
-        roll=round(roll, 1),
-        sharpness=round(sharpness, 3),
-        brightness=round(brightness, 3),
+        yaw=round(m["yaw"], 1),
+        pitch=round(m["pitch"], 1),
+        roll=round(m["roll"], 1),
+        sharpness=round(m["sharpness"], 3),
+        brightness=round(m["brightness"], 3),
+        motion_blur=round(m["motion_blur"], 3),
         detector_score=float(face[4]),
-        embedding_norm=None if np.isnan(norm) else round(norm, 3),
+        embedding_norm=round(m["embedding_norm"], 3),
     )
 
 

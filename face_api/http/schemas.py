@@ -130,15 +130,32 @@ class Landmark(WireModel):
 
 QualityGrade = Literal["low", "medium", "high"]
 QualityReason = Literal[
-    "SMALL_FACE", "LOW_CONFIDENCE", "LOW_SHARPNESS", "LOW_BRIGHTNESS", "EXTREME_POSE"
+    "SMALL_FACE",
+    "LOW_CONFIDENCE",
+    "EXTREME_POSE",
+    "LOW_RECOGNIZABILITY",
+    "LOW_SHARPNESS",
+    "MOTION_BLUR",
+    "LOW_BRIGHTNESS",
+    "OVEREXPOSED",
 ]
 
 
 class FaceQuality(WireModel):
     """A face's quality verdict and the measures behind it (face_api/pipeline/quality.py)."""
 
-    grade: QualityGrade
-    reasons: list[QualityReason] = Field(description="why it is below high, the worst first")
+    grade: QualityGrade = Field(
+        description="high, medium or low: how sure the face is to be recognised (AUTO enrolls "
+        "medium and high)"
+    )
+    reasons: list[QualityReason] = Field(
+        description="why it is below high, the worst first; LOW_SHARPNESS, MOTION_BLUR, "
+        "LOW_BRIGHTNESS and OVEREXPOSED name the likely cause of a LOW_RECOGNIZABILITY"
+    )
+    recognizability: float = Field(
+        description="0-1: the cosine this face's embedding is expected to keep to the same face "
+        "in good condition (from the embedding's norm, the pose and the motion blur)"
+    )
     face_size: float = Field(alias="faceSize", description="the box's shorter side, pixels")
     interocular_distance: float = Field(alias="interocularDistance", description="pixels")
     yaw: float = Field(description="degrees; positive: turned to the image's right")
@@ -146,9 +163,15 @@ class FaceQuality(WireModel):
     roll: float = Field(description="degrees: the eye and mouth lines' angle")
     sharpness: float = Field(description="0-1, from the aligned crop's Laplacian variance")
     brightness: float = Field(description="0-1, the aligned crop's mean luma")
+    motion_blur: float = Field(
+        alias="motionBlur",
+        description="0-1, how much the crop's edges run one way (a face smeared by motion)",
+    )
     detector_score: float = Field(alias="detectorScore")
     embedding_norm: float | None = Field(
-        alias="embeddingNorm", description="before normalization; null where not embedded"
+        alias="embeddingNorm",
+        description="the embedding's norm before normalization (quality embeds every face it "
+        "grades, /v1/detect's too)",
     )
 
 

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
+import insightface
 import numpy as np
 import onnxruntime as ort
 from insightface.model_zoo import model_zoo
@@ -32,6 +34,10 @@ log = logging.getLogger("face_api.runner")
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+# A good face, aligned: a well-lit frontal crop that insightface ships in its wheel. Its embedding
+# norm is the recognizer's scale for the quality's norm (w600k_mbf: 23.2, the identity frames'
+# median).
+REFERENCE_FACE = Path(insightface.__file__).parent / "data" / "images" / "Tom_Hanks_54745.png"
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -152,6 +158,7 @@ class FaceEngine:
         )
         self.recognizer: ArcFaceONNX = self._recognizer(arcface.model_file, wanted, options)
         self._warm_up()
+        self.norm_reference: float | None = self._norm_reference()
         # What the sessions run on, which is not always what was asked for: ONNX Runtime falls
         # back to CPU when the CUDA provider does not load.
         self.providers: list[str] = self._providers_in_use()
@@ -245,6 +252,16 @@ class FaceEngine:
         shapes = batch_buckets(self.embed_max_batch) if self._pads_batches else [1]
         for n in shapes:
             self.embed(np.zeros((n, self.crop_size, self.crop_size, 3), dtype=np.uint8))
+
+    def _norm_reference(self) -> float | None:
+        """The recognizer's embedding norm for ``REFERENCE_FACE``: norms are on each model's own
+        scale, and the quality reads a face's norm against this one (None: the file is missing)."""
+        crop = cv2.imread(str(REFERENCE_FACE))
+        if crop is None:
+            log.warning("no face at %s: quality reads norms on w600k_mbf's scale", REFERENCE_FACE)
+            return None
+        crop = cv2.resize(crop, (self.crop_size, self.crop_size), interpolation=cv2.INTER_AREA)
+        return float(np.linalg.norm(self.features(crop[np.newaxis])[0]))
 
     @property
     def _pads_batches(self) -> bool:

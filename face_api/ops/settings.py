@@ -21,6 +21,12 @@ DEFAULT_MODEL_PACK = "buffalo_sc_int8"
 # A Milvus server refuses JSON fields over 64 KiB; the default cap keeps well under it.
 GALLERY_METADATA_MAX_BYTES = 16 * 1024
 GalleryConsistency = Literal["Session", "Strong", "Bounded"]  # Milvus's read consistency levels
+# Settings that were removed, and what took their place.
+REMOVED_SETTINGS = {
+    name: "sharpness and brightness no longer grade a face (they predicted poorly whether it "
+    "would be recognised); the grade's bar is FACE_QUALITY_RECOGNIZABILITY (README, Face quality)"
+    for name in ("FACE_QUALITY_SHARPNESS", "FACE_QUALITY_BRIGHTNESS")
+}
 
 
 def available_cpu_count() -> int:
@@ -79,14 +85,17 @@ class Settings(BaseSettings):
 
     # --- face quality (returnQuality, enrollment's qualityFilter) ----------------------------
     # Each pair: the least a face needs to be graded medium, then high (pose: the most yaw or
-    # pitch), as JSON (`FACE_QUALITY_FACE_PX='[48, 80]'`). Chosen on the 33 identity frames and
-    # their degradations (benchmarks/README.md, "Face quality"): every clean frame at least
-    # medium, every frame blurred by sigma 5, darkened to a quarter or shrunk to a 40-pixel-wide
-    # face low.
-    quality_face_px: tuple[float, float] = (48.0, 80.0)  # the box's shorter side, pixels
+    # pitch), as JSON (`FACE_QUALITY_FACE_PX='[16, 32]'`). AUTO enrolls a face graded medium or
+    # high. Chosen on the outcome: each identity frame degraded 51 ways, against the cosine of
+    # its embedding to the same frame's clean one (benchmarks/README.md, "Face quality").
+    # The expected cosine to the same face in good condition (face_api/pipeline/quality.py):
+    # the medium bar refuses 90% or more of the faces below 0.5 and keeps 90% or more of those
+    # from 0.7, every clean frame enrolled; the high bar is above every face below 0.5.
+    quality_recognizability: tuple[float, float] = (0.655, 0.84)
+    # The box's shorter side, pixels: a face under 16 px lost its identity a third of the time,
+    # from 18 px never; from 32 px every face kept 0.83 or more.
+    quality_face_px: tuple[float, float] = (16.0, 32.0)
     quality_confidence: tuple[float, float] = (0.55, 0.65)  # the detector's score
-    quality_sharpness: tuple[float, float] = (0.10, 0.40)  # 0-1, face_api/pipeline/quality.py
-    quality_brightness: tuple[float, float] = (0.15, 0.25)  # the crop's mean luma, 0-1
     quality_pose_deg: tuple[float, float] = (70.0, 40.0)  # the most |yaw| or |pitch|
 
     # --- ONNX Runtime ---------------------------------------------------------------------
@@ -124,6 +133,15 @@ class Settings(BaseSettings):
     runner_workers: int = Field(1, ge=1)
     # Threads of the runner for decoding, letterboxing and aligning (OpenCV releases the GIL).
     image_threads: int = Field(default_factory=available_cpu_count, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_removed_settings(self) -> Settings:
+        """A setting that no longer means anything refuses to start rather than be ignored: the
+        operator who set it meant to move a bar that is gone."""
+        for name, instead in REMOVED_SETTINGS.items():
+            if name in os.environ:
+                raise ValueError(f"{name} was removed: {instead}")
+        return self
 
     @model_validator(mode="after")
     def _derive_worker_defaults(self) -> Settings:

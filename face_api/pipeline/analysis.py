@@ -70,7 +70,7 @@ class Analysis:
     embeddings: np.ndarray | None
     height: int
     width: int
-    # (K, 6) per face, in ``quality.MEASURES`` order, when asked for.
+    # (K, len(quality.MEASURES)) per face, in that order, when asked for.
     quality: np.ndarray | None = None
 
 
@@ -83,6 +83,7 @@ class FacePipeline:
         max_pixels: int,
         embed_chunk: int = 64,
         pool: Executor | None = None,
+        norm_reference: float | None = None,
     ) -> None:
         self.backend = backend
         self.det_size = det_size
@@ -90,6 +91,9 @@ class FacePipeline:
         self.max_pixels = max_pixels
         self.embed_chunk = embed_chunk
         self.pool = pool or ThreadPoolExecutor(1, thread_name_prefix="face-images")
+        # The recognizer's norm for a good face (``FaceEngine.norm_reference``): the scale the
+        # quality's embedding norm is read against.
+        self.norm_reference = norm_reference or quality.DEFAULT_NORM_REFERENCE
 
     async def _in_pool(self, work: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
@@ -126,8 +130,9 @@ class FacePipeline:
         quality: bool = False,
     ) -> list[Analysis]:
         """Every image's faces (the first ``max_faces`` in ``sort_type`` order), their
-        embeddings if ``embed``, their quality measures if ``quality``: all images' detections
-        in one pass, all crops together."""
+        embeddings if ``embed``, their quality measures if ``quality`` (which embeds the faces
+        too: the embedding's norm is the quality's main measure): all images' detections in one
+        pass, all crops together."""
         with timings.stage("decode"):
             pictures = await self._decode_all(images)
         with timings.stage("letterbox"):
@@ -146,14 +151,15 @@ class FacePipeline:
         if embed or quality:
             with timings.stage("align"):
                 crops = await self._each(self._align, pictures, faces)
-            norms: list[np.ndarray | None] = [None] * len(pictures)
+            unit, all_norms = await self.embed_with_norms(np.concatenate(crops), timings)
             if embed:
-                unit, all_norms = await self.embed_with_norms(np.concatenate(crops), timings)
-                embeddings, norms = self._split(unit, crops), self._split(all_norms, crops)
+                embeddings = self._split(unit, crops)
             if quality:
+                norms = self._split(all_norms, crops)
                 with timings.stage("quality"):
                     measures = [
-                        _measures(f, c, n) for f, c, n in zip(faces, crops, norms, strict=True)
+                        _measures(f, c, n, self.norm_reference)
+                        for f, c, n in zip(faces, crops, norms, strict=True)
                     ]
         return [
             Analysis(f, e, p.shape[0], p.shape[1], q)
@@ -205,10 +211,12 @@ class FacePipeline:
         return list(np.split(rows, bounds))
 
 
-def _measures(faces: np.ndarray, crops: np.ndarray, norms: np.ndarray | None) -> np.ndarray:
+def _measures(
+    faces: np.ndarray, crops: np.ndarray, norms: np.ndarray, norm_reference: float
+) -> np.ndarray:
     rows = [
-        quality.measure(face, crop, None if norms is None else float(norms[i]))
-        for i, (face, crop) in enumerate(zip(faces, crops, strict=True))
+        quality.measure(face, crop, float(norm), norm_reference)
+        for face, crop, norm in zip(faces, crops, norms, strict=True)
     ]
     return np.array(rows, np.float32).reshape(len(faces), len(quality.MEASURES))
 

@@ -55,7 +55,7 @@ def test_curl_examples_run_and_answer(server):
     assert {"version", "embeddings", "face_detect"} in keys
     assert {"version", "embeddings_info_list"} in keys
     assert {"score", "face_detects"} in keys
-    assert {"gallery", "subject", "faces"} in keys  # enroll
+    assert {"gallery", "subject", "faces", "unindexedFaces"} in keys  # enroll
     assert {"gallery", "results"} in keys  # search
     searched = next(a for a in answers if set(a) == {"gallery", "results"})
     assert searched["results"][0]["matches"][0]["subject"] == "yuke"

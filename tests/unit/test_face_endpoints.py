@@ -78,7 +78,9 @@ def endpoints(analyses: list[Analysis], cap: int = 1000) -> tuple[FaceEndpoints,
 def two_faces(quality: bool = False) -> Analysis:
     faces = np.stack([face(10.4, 20.6, 60.2, 90.0), face(-5.0, 0.0, 30.0, 35.0, 0.7)])
     embeddings = np.array([[0.0, 1.0, 0.0, 0.0], [0.6, 0.8, 0.0, 0.0]], np.float32)
-    measures = np.tile([0.5, 0.5, 0.0, 0.0, 0.0, 20.0], (2, 1)) if quality else None
+    # sharpness, brightness, yaw, pitch, roll, norm, motion blur, recognizability
+    row = [0.5, 0.5, 0.0, 0.0, 0.0, 20.0, 0.2, 0.9]
+    measures = np.tile(row, (2, 1)) if quality else None
     return Analysis(faces, embeddings, height=100, width=50, quality=measures)
 
 
@@ -115,8 +117,10 @@ def test_feature_with_quality_grades_the_face():
     faces, runner = endpoints([two_faces(quality=True)])
     answer = asyncio.run(faces.embeddings(IMAGE, quality=True))
     assert runner.calls[0]["quality"] is True
-    assert answer.face_detect.quality is not None
-    assert answer.face_detect.quality.grade in ("low", "medium", "high")
+    quality = answer.face_detect.quality
+    assert quality is not None and quality.recognizability == pytest.approx(0.9)
+    # a 49.8 px box (the high bar: 32), recognizability 0.9 (the high bar: 0.84)
+    assert quality.grade == "high" and quality.reasons == []
     assert answer.embeddings == [0.0, 1.0, 0.0, 0.0]
 
 
