@@ -10,3 +10,7 @@ SEARCH_MAX_RESULTS = 5  # a gallery search's matches per probe face
 SUBJECT_MAX_CHARS = 256  # an enrolled person's name or id
 PAGE_MAX = 1000  # a gallery listing's largest page
 PAGE_DEFAULT = 100
+# BentoML's own request timeout comes this long after the service's deadline
+# (FACE_REQUEST_TIMEOUT_S): only a backstop. A replica's shutdown grace covers both
+# (kubernetes/face-api).
+BACKSTOP_TIMEOUT_S = 10
