@@ -16,17 +16,20 @@ from typing import Annotated, Any
 
 import bentoml
 from fastapi import FastAPI, UploadFile
+from fastapi.routing import APIRoute
 from pydantic import Field
 
 from face_api import __version__
 from face_api.galleries.routes import post_routes as gallery_post_routes
 from face_api.galleries.routes import router as gallery_router
 from face_api.galleries.store_client import GalleryStoreClient
+from face_api.http.admission import METRICS_PATH, PUBLIC_GET_PATHS
 from face_api.http.face_endpoints import FaceEndpoints, image_from_base64, image_from_file
 from face_api.http.handling import handled
 from face_api.http.info import ServedModel
 from face_api.http.info import router as info_router
 from face_api.http.layers import edge_layers
+from face_api.http.metrics import label_requests_by_route
 from face_api.http.openapi import contract_openapi
 from face_api.http.results import quality_bars
 from face_api.http.runner_client import RunnerClient
@@ -283,3 +286,23 @@ for layer, arguments in edge_layers(
     file_routes=FILE_FIELDS,
 ):
     FaceAPI.add_asgi_middleware(layer, **arguments)
+
+# /metrics names each request by its route's template, whichever service of this process served
+# it, and every other path "unmatched".
+label_requests_by_route(
+    [
+        *(
+            api.route
+            for service in (FaceAPI, InsightFaceRunner, GalleryStoreService)
+            for api in service.apis.values()
+        ),
+        *(
+            f"/v1{route.path}"
+            for router in (gallery_router, info_router)
+            for route in router.routes
+            if isinstance(route, APIRoute)
+        ),
+        *PUBLIC_GET_PATHS,
+        METRICS_PATH,
+    ]
+)

@@ -121,17 +121,17 @@ def run(args: argparse.Namespace) -> str:
                 meters[f"{peer.name}, 1 client"] = peer.cpu
             for call in modes.values():  # warm every path up once
                 call(items[0])
-            before = batch_histogram(server.url)
+            before = batch_histogram(server.url, API_KEY)
             rows = alternating(name, modes, items, repeats, meters)
-            rows[2].batches = batches_between(before, batch_histogram(server.url))
+            rows[2].batches = batches_between(before, batch_histogram(server.url, API_KEY))
             for clients in args.clients:
-                before = batch_histogram(server.url)
+                before = batch_histogram(server.url, API_KEY)
                 with GpuSampler() as gpu:
                     loaded = concurrent_load(
                         server.url, name, bodies, clients, args.duration, server_cpu
                     )
                 loaded.gpu_util = gpu.mean
-                loaded.batches = batches_between(before, batch_histogram(server.url))
+                loaded.batches = batches_between(before, batch_histogram(server.url, API_KEY))
                 rows.append(loaded)
                 if peer is not None:
                     rows.append(

@@ -18,7 +18,13 @@ from tests.paths import DEFAULT_PACK, DEFAULT_PACK_DIR  # noqa: E402
 # Every server the tests start serves the tests' pack, whatever the caller's FACE_MODEL.
 os.environ["FACE_MODEL"] = DEFAULT_PACK
 
-from tests.server import API_KEY, RunningServer, api_client, start_server  # noqa: E402
+from tests.server import (  # noqa: E402
+    API_KEY,
+    METRICS_KEY,
+    RunningServer,
+    api_client,
+    start_server,
+)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -49,7 +55,8 @@ def imported_pack() -> str:
 def server(imported_pack: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A real `bentoml serve service:FaceAPI` on a free port, with real models."""
     log_dir = tmp_path_factory.mktemp("server")
-    with start_server(log_dir / "serve.log", {"FACE_API_KEYS": f"{API_KEY},second-key"}) as srv:
+    keys = {"FACE_API_KEYS": f"{API_KEY},second-key", "FACE_METRICS_KEYS": METRICS_KEY}
+    with start_server(log_dir / "serve.log", keys) as srv:
         yield srv
 
 

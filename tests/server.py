@@ -18,6 +18,7 @@ import httpx
 from tests.paths import ROOT
 
 API_KEY = "test-key-0123456789"
+METRICS_KEY = "metrics-key-9876543210"  # the session server's, for /metrics only
 
 
 @dataclass

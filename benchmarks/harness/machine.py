@@ -55,9 +55,10 @@ class GpuSampler:
         return statistics.mean(self.samples) if self.samples else None
 
 
-def batch_histogram(url: str) -> dict[str, dict[str, float]]:
+def batch_histogram(url: str, api_key: str) -> dict[str, dict[str, float]]:
     """Rows per forward pass the runner formed, from its ``face_runner_batch_rows`` histogram."""
-    text = httpx.get(f"{url}/metrics", timeout=30).text
+    bearer = {"authorization": f"Bearer {api_key}"}  # /metrics needs a key, as Prometheus sends
+    text = httpx.get(f"{url}/metrics", headers=bearer, timeout=30).text
     out: dict[str, dict[str, float]] = {}
     for line in text.splitlines():
         if not line.startswith(BATCH_METRIC) or line.startswith(f"{BATCH_METRIC}_bucket"):

@@ -8,7 +8,6 @@ import hmac
 from collections.abc import Iterable
 
 from face_api.http.asgi import (
-    API_PREFIX,
     BODY,
     ASGIApp,
     BodyTooLargeError,
@@ -23,21 +22,26 @@ from face_api.http.asgi import (
 )
 from face_api.ops.errors import ApiError
 
-# GETs anyone may make: liveness and what is served. Everything else under /v1/ needs a key
-# (the gallery GETs and DELETEs list and remove enrolled people).
-PUBLIC_GET_PREFIXES = ("/v1/health", "/v1/info/")
+# What anyone may GET without a key: liveness and what is served (``/v1/health``,
+# ``/v1/info/...``), the API's documentation, and BentoML's probes (a kubelet sends no key).
+# Everything else needs one, unknown paths included (deny by default): the gallery GETs and
+# DELETEs list and remove enrolled people, and ``/metrics`` would name them.
+PUBLIC_GET_PATHS = frozenset(
+    {"/v1/health", "/", "/docs", "/docs.json", "/livez", "/readyz", "/healthz"}
+)
+PUBLIC_GET_PREFIXES = ("/v1/info/",)
+METRICS_PATH = "/metrics"
 
 
-def _needs_key(scope: Scope) -> bool:
-    if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
-        return False
-    public = scope["method"] in ("GET", "HEAD") and scope["path"].startswith(PUBLIC_GET_PREFIXES)
-    return not public
+def is_public(method: str, path: str) -> bool:
+    return method in ("GET", "HEAD") and (
+        path in PUBLIC_GET_PATHS or path.startswith(PUBLIC_GET_PREFIXES)
+    )
 
 
 def presented_key(scope: Scope) -> bytes | None:
     """The key a request carries: its ``x-api-key`` header, else ``Authorization: Bearer KEY``
-    (what ``bentoml.SyncHTTPClient(url, token=KEY)`` sends)."""
+    (what ``bentoml.SyncHTTPClient(url, token=KEY)`` and Prometheus's ``authorization`` send)."""
     key = header(scope, b"x-api-key")
     if key is not None:
         return key
@@ -47,34 +51,56 @@ def presented_key(scope: Scope) -> bytes | None:
     return None
 
 
-class ApiKeyMiddleware:
-    """401 for a request under /v1/ without a configured key (``x-api-key: KEY`` or
-    ``Authorization: Bearer KEY``), except the public GETs (``/v1/health``, ``/v1/info/...``).
+class _KeyRing:
+    """Keys held as SHA-256 digests, each compared with ``hmac.compare_digest`` and no early
+    exit: the time taken depends neither on which key, nor on how much of one matched, nor on
+    whether the lengths match."""
 
-    The SHA-256 of the presented key is compared with every configured key's, each with
-    ``hmac.compare_digest`` and no early exit: the time taken depends neither on which key, nor
-    on how much of one matched, nor on whether the lengths match.
-    """
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.digests = tuple(hashlib.sha256(k.encode("utf-8")).digest() for k in keys)
 
-    def __init__(self, app: ASGIApp, keys: Iterable[str], enabled: bool = True) -> None:
-        self.app = app
-        self.enabled = enabled
-        # With no key configured every POST is refused (FaceAPI also refuses to start then).
-        self.key_digests = tuple(hashlib.sha256(k.encode("utf-8")).digest() for k in keys)
-
-    def _valid(self, presented: bytes) -> bool:
+    def holds(self, presented: bytes) -> bool:
         digest = hashlib.sha256(presented).digest()
         matched = False
-        for key_digest in self.key_digests:
+        for key_digest in self.digests:
             matched |= hmac.compare_digest(digest, key_digest)
         return matched
 
+
+class ApiKeyMiddleware:
+    """401 for every request but the public GETs (``is_public``) without a configured key
+    (``x-api-key: KEY`` or ``Authorization: Bearer KEY``). ``GET /metrics`` also takes a
+    metrics key (``FACE_METRICS_KEYS``), which opens nothing else."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: Iterable[str],
+        metrics_keys: Iterable[str] = (),
+        enabled: bool = True,
+    ) -> None:
+        self.app = app
+        self.enabled = enabled
+        # With no key configured everything keyed is refused (FaceAPI also refuses to start).
+        self.keys = _KeyRing(keys)
+        self.metrics_keys = _KeyRing(metrics_keys)
+
+    def _admits(self, scope: Scope, presented: bytes) -> bool:
+        if self.keys.holds(presented):
+            return True
+        reads_metrics = scope["method"] in ("GET", "HEAD") and scope["path"] == METRICS_PATH
+        return reads_metrics and self.metrics_keys.holds(presented)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.enabled and _needs_key(scope):
+        if (
+            self.enabled
+            and scope["type"] == "http"
+            and not is_public(scope["method"], scope["path"])
+        ):
             presented = presented_key(scope)
             if presented is None or not presented.strip():
                 message = "missing API key: send an x-api-key header or Authorization: Bearer"
-            elif not self._valid(presented):
+            elif not self._admits(scope, presented):
                 message = "invalid API key"
             else:
                 message = None

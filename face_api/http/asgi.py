@@ -49,9 +49,16 @@ def with_header(scope: Scope, name: bytes, value: bytes) -> Scope:
 
 
 def route_pattern(template: str) -> re.Pattern[str]:
-    """``/v1/galleries/{gallery}/faces`` as a pattern matching its concrete paths."""
+    """``/v1/galleries/{gallery}/faces`` as a pattern matching its concrete paths (a
+    ``{name:path}`` parameter, as Starlette's, takes slashes too)."""
     parts = re.split(r"(\{[^}]+\})", template)
-    return re.compile("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts))
+    return re.compile(
+        "".join(
+            (".+" if p.endswith(":path}") else "[^/]+") if p.startswith("{") else re.escape(p)
+            for p in parts
+        ),
+        re.DOTALL,
+    )
 
 
 class BodyTooLargeError(Exception):

@@ -5,7 +5,7 @@
 1. ``RequestIdMiddleware``: every answer gets its ``x-request-id``, and the access log names it;
 2. ``ServerTimingMiddleware``: every POST's answer gets its ``Server-Timing``;
 3. ``DocsMiddleware``: ``/docs`` and ``/docs.json``, which need no key;
-4. ``ApiKeyMiddleware``: 401 before any body is read;
+4. ``ApiKeyMiddleware``: 401 before any body is read, on every path but the public GETs;
 5. ``ConcurrencyLimitMiddleware``: 429; after the key, so a slow upload holds a slot and the
    buffered bodies are bounded too;
 6. ``BodyLimitMiddleware``: 413; reads the body, once;
@@ -48,7 +48,14 @@ def edge_layers(
         (RequestIdMiddleware, {}),
         (ServerTimingMiddleware, {}),
         (DocsMiddleware, {"build": docs, "title": title, "version": version}),
-        (ApiKeyMiddleware, {"keys": settings.load_api_keys(), "enabled": settings.auth_enabled}),
+        (
+            ApiKeyMiddleware,
+            {
+                "keys": settings.load_api_keys(),
+                "metrics_keys": settings.load_metrics_keys(),
+                "enabled": settings.auth_enabled,
+            },
+        ),
         (ConcurrencyLimitMiddleware, {"max_in_flight": settings.max_concurrency}),
         (BodyLimitMiddleware, {"max_bytes": settings.max_body_bytes}),
         (RequestBodyMiddleware, {"json_routes": json_routes, "file_routes": file_routes}),

@@ -21,7 +21,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from face_api.http.admission import PUBLIC_GET_PREFIXES
+from face_api.http.admission import METRICS_PATH, is_public
 from face_api.http.asgi import ASGIApp, Receive, Scope, Send
 
 OPENAPI_VERSION = "3.1.0"
@@ -110,10 +110,13 @@ def contract_openapi(
         for method, operation in item.items():
             if not path.startswith(api_prefix):  # BentoML's probes and metrics
                 operation.setdefault("operationId", path.strip("/"))
+                if path == METRICS_PATH:  # an API key, or a metrics key, as a bearer token
+                    operation["security"] = [{scheme: []} for scheme in SECURITY_SCHEMES]
+                    operation["responses"].setdefault("401", POST_ERRORS["401"])
                 continue
             if "x-bentoml-name" in operation:
                 _native_api(operation, schemas)
-            if method == "get" and path.startswith(PUBLIC_GET_PREFIXES):
+            if is_public(method.upper(), path):
                 operation["tags"] = [INFO_TAG]
                 continue
             operation["security"] = [{scheme: []} for scheme in SECURITY_SCHEMES]

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
     api_keys_file: Path | None = None
     api_auth: Literal["on", "off"] = "on"
+    # Keys that open GET /metrics only (what Prometheus holds), beside the API keys, which open
+    # it too: comma-separated, or a file with one key a line.
+    metrics_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
+    metrics_keys_file: Path | None = None
 
     # --- model ----------------------------------------------------------------------------
     model: str = DEFAULT_MODEL_PACK
@@ -135,7 +139,7 @@ class Settings(BaseSettings):
             return self.detect_max_batch_size
         return 32 if on_cuda else 1
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "metrics_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -144,15 +148,23 @@ class Settings(BaseSettings):
 
     def load_api_keys(self) -> frozenset[str]:
         """Keys from ``FACE_API_KEYS`` and, if set, ``FACE_API_KEYS_FILE`` (one a line)."""
-        keys = set(self.api_keys)
-        if self.api_keys_file is not None:
-            text = self.api_keys_file.read_text(encoding="utf-8")
-            keys.update(line.strip() for line in text.splitlines() if line.strip())
-        return frozenset(keys)
+        return _keys(self.api_keys, self.api_keys_file)
+
+    def load_metrics_keys(self) -> frozenset[str]:
+        """Keys from ``FACE_METRICS_KEYS`` and, if set, ``FACE_METRICS_KEYS_FILE``."""
+        return _keys(self.metrics_keys, self.metrics_keys_file)
 
     @property
     def auth_enabled(self) -> bool:
         return self.api_auth == "on"
+
+
+def _keys(listed: tuple[str, ...], file: Path | None) -> frozenset[str]:
+    keys = set(listed)
+    if file is not None:
+        text = file.read_text(encoding="utf-8")
+        keys.update(line.strip() for line in text.splitlines() if line.strip())
+    return frozenset(keys)
 
 
 @lru_cache(maxsize=1)

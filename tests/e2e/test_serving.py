@@ -11,6 +11,7 @@ import pytest
 
 from tests.helpers import b64
 from tests.paths import CROWD, DEFAULT_PACK, IDENTITIES
+from tests.server import METRICS_KEY
 
 RUNNER_CALLS = 'bentoml_service_request_total{endpoint="/'
 STAGES = ("parse", "base64", "hop", "decode", "letterbox", "detect", "align", "embed", "response")
@@ -19,7 +20,8 @@ STAGES = ("parse", "base64", "hop", "decode", "letterbox", "detect", "align", "e
 def runner_calls(server) -> float:
     """Calls the runner answered (info calls, made by health checks, left out)."""
     total = 0.0
-    for line in httpx.get(f"{server.url}/metrics", timeout=30).text.splitlines():
+    metrics = httpx.get(f"{server.url}/metrics", headers={"x-api-key": METRICS_KEY}, timeout=30)
+    for line in metrics.text.splitlines():
         runner = line.startswith(RUNNER_CALLS) and 'runner_name="InsightFaceRunner"' in line
         if runner and 'endpoint="/info"' not in line:
             total += float(line.rsplit(" ", 1)[1])
