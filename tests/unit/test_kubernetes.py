@@ -231,7 +231,9 @@ def test_the_values_schema_names_only_settings_the_chart_leaves_open():
     ]
     chart_sets = {name for v in by_chart for name in env_names(rendered(v))}
     assert not open_names & chart_sets
-    assert not open_names & {"FACE_API_KEYS", "FACE_GALLERY_CONSISTENCY", "FACE_GALLERY_DIR"}
+    # Keys belong in Secrets; the consistency is the service's to choose; /data is the chart's.
+    assert not open_names & {"FACE_API_KEYS", "FACE_METRICS_KEYS", "FACE_GALLERY_CONSISTENCY"}
+    assert "FACE_GALLERY_DIR" not in open_names
     assert plain_env(rendered("gpu-lite-existing-claim-ingress-tls"))["FACE_DET_SIZE"] == "320"
     with pytest.raises(helm_python.HelmError, match="FACE_DET_THRESHHOLD"):
         render({"settings": {"FACE_DET_THRESHHOLD": "0.6"}})
@@ -269,7 +271,7 @@ def test_keys_come_from_secrets_as_files(variant):
         source = mount["volume"]["secret"]
         assert source["secretName"] == secret
         assert source["items"] == [{"key": key, "path": path.name}]
-    assert "FACE_API_KEYS" not in env
+    assert "FACE_API_KEYS" not in env and "FACE_METRICS_KEYS" not in env
 
 
 def test_replicas_share_a_milvus_server_with_its_token_from_a_secret():
@@ -278,6 +280,7 @@ def test_replicas_share_a_milvus_server_with_its_token_from_a_secret():
     assert env["FACE_GALLERY_URI"]["value"].startswith("http://face-galleries-milvus.")
     token = env["FACE_GALLERY_TOKEN"]["valueFrom"]["secretKeyRef"]
     assert token == {"name": "face-api-gallery", "key": "token"}
+    assert "FACE_METRICS_KEYS_FILE" in env  # Prometheus's key (test_keys_come_from_secrets...)
     assert "/data" not in mounts(objects) and "PersistentVolumeClaim" not in kinds(objects)
     assert the(objects, "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
     assert "replicas" not in the(objects, "Deployment")["spec"]  # the autoscaler's to set
