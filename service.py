@@ -54,7 +54,7 @@ from face_api.http.schemas import (
     ScoreReqBody,
     ScoreResponse,
 )
-from face_api.ops.limits import DETECT_MAX_RESULTS
+from face_api.ops.limits import BACKSTOP_TIMEOUT_S, DETECT_MAX_RESULTS
 from face_api.ops.settings import get_settings
 from face_api.ops.startup import refuse_to_start, start_worker
 from face_api.pipeline.features import feature_score
@@ -87,7 +87,6 @@ API_DESCRIPTION = (
     "body over the limit, 422 invalid input in FastAPI's shape naming the field, 429 too many "
     "requests in flight, 503 inference backend unavailable or timed out (both with Retry-After)."
 )
-BACKSTOP_TIMEOUT_S = 10
 
 
 # What the Bento's image adds to bentofile.yaml's (base image, pinned requirements):

@@ -26,3 +26,8 @@ SUBJECT_PATTERN = rf"^([^{_TEXT}.][^{_TEXT}]*|\.[^{_TEXT}.][^{_TEXT}]*|\.\.[^{_T
 FACE_ID_PATTERN = r"^[0-9a-f]{32}$"
 # Enrolled metadata: a JSON object at most this deep (an object in an object is depth 2).
 METADATA_MAX_DEPTH = 16
+
+# BentoML's own request timeout comes this long after the service's deadline
+# (FACE_REQUEST_TIMEOUT_S): only a backstop. A replica's shutdown grace covers both
+# (kubernetes/face-api).
+BACKSTOP_TIMEOUT_S = 10

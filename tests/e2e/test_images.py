@@ -27,6 +27,7 @@ import insightface
 import pytest
 
 from tests.helpers import b64
+from tests.kubernetes import CPU_VALUES, docker_run_args, render, the
 from tests.paths import CROWD, DEFAULT_PACK, IDENTITIES, ROOT, identity_of
 from tests.server import API_KEY, free_port
 
@@ -355,3 +356,50 @@ def test_gpu_image_serves_on_cpu_when_told(gpu_image):
         server = httpx.get(f"{box.url}/v1/info/server").json()
         assert server["device"] == "cpu" and server["providers"] == ["CPUExecutionProvider"]
         assert server["package_conflicts"] == []
+
+
+def test_cpu_image_serves_under_the_charts_pod_spec(cpu_image, tmp_path):
+    """The CPU image as the Helm chart runs it (tests/kubernetes.py): its numeric user, a read-only
+    root filesystem, no capabilities or new privileges, the chart's environment and memory limit,
+    its emptyDirs as tmpfs, the galleries' claim as a volume and the API and metrics keys as
+    Secrets' files.
+    Milvus Lite and BentoML then write only where the chart lets them; SIGTERM ends it cleanly
+    well within the chart's grace period."""
+    objects = render(CPU_VALUES, {"metricsKeys": {"secretName": "face-api-metrics"}})
+    name, port = f"face-api-test-chart-{os.getpid()}", free_port()
+    metrics_key = "metrics-only-key-0123"
+    secrets = {
+        "face-api-keys": {"api-keys": f"{API_KEY}\n"},
+        "face-api-metrics": {"metrics-keys": f"{metrics_key}\n"},
+    }
+    args = docker_run_args(objects, cpu_image.tag, name, port, tmp_path, secrets)
+    docker("run", *args)
+    box = Container(name=name, url=f"http://127.0.0.1:{port}")
+    try:
+        wait_healthy(box)
+        for path in ("/readyz", "/livez"):
+            assert httpx.get(f"{box.url}{path}").status_code == 200, path
+        assert len(post_file(box, "/v1/file/detect", image=t1_jpeg()).json()["faces"]) == 6
+        photo, probe = IDENTITIES[0], IDENTITIES[1]
+        data = {"subject": identity_of(photo)}
+        enrolled = post_file(box, "/v1/file/galleries/g/faces", data=data, image=photo.read_bytes())
+        assert enrolled.status_code == 200, enrolled.text
+        found = post_file(box, "/v1/file/galleries/g/search", image=probe.read_bytes())
+        assert found.json()["results"][0]["matches"][0]["subject"] == identity_of(photo)
+        prometheus = {"Authorization": f"Bearer {metrics_key}"}
+        metrics = httpx.get(f"{box.url}/metrics", headers=prometheus)
+        assert metrics.status_code == 200 and "bentoml_" in metrics.text
+        assert httpx.get(f"{box.url}/metrics").status_code == 401
+        assert post_file(box, "/v1/file/detect", image=t1_jpeg()).status_code == 200
+        refused = httpx.post(f"{box.url}/v1/file/detect", headers=prometheus, files={"image": b""})
+        assert refused.status_code == 401  # a metrics key opens /metrics only
+        pod = the(objects, "Deployment")["spec"]["template"]["spec"]
+        grace = pod["terminationGracePeriodSeconds"]
+        stop_at = time.monotonic()
+        docker("stop", "-t", str(grace), name, timeout=grace + 30)
+        assert time.monotonic() - stop_at < STOP_GRACE_S
+        assert box.state()["ExitCode"] != 137, box.logs()[-3000:]
+    finally:
+        docker("rm", "-f", name, check=False)
+        for volume in [a.split(":")[0] for a in args if a.startswith(f"{name}-")]:
+            docker("volume", "rm", volume, check=False)
