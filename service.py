@@ -9,7 +9,16 @@ galleries' store in ``GalleryStoreService`` (``runners/``). README, "How it work
 whole path.
 """
 
+# ruff: noqa: E402 - the settings come first: OpenCV's decode bound must be set before it loads.
 from __future__ import annotations
+
+from face_api.ops.settings import get_settings
+from face_api.ops.startup import bound_image_decoding
+
+# Read once, here: what the decorators below and the objects FaceAPI builds need.
+settings = get_settings()
+# Before anything below loads OpenCV, and so in every worker the server starts from here.
+bound_image_decoding(settings.max_pixels)
 
 from pathlib import Path
 from typing import Any
@@ -55,15 +64,12 @@ from face_api.http.schemas import (
     ScoreResponse,
 )
 from face_api.ops.limits import BACKSTOP_TIMEOUT_S, DETECT_MAX_RESULTS
-from face_api.ops.settings import get_settings
 from face_api.ops.startup import refuse_to_start, start_worker
 from face_api.pipeline.features import feature_score
 from runners.gallery_service import GalleryStoreService
 from runners.insightface_runner import InsightFaceRunner
 
 SERVICE_NAME = "face-api"
-# Read once, here: what the decorators below and the objects FaceAPI builds need.
-settings = get_settings()
 
 # Its routes are merged into the service's /docs.json; it serves no docs of its own.
 info_app = FastAPI(
@@ -95,10 +101,10 @@ API_DESCRIPTION = (
 #   overrides, which drop insightface's own `onnxruntime` and `opencv-python`. Without them both
 #   come back and overwrite onnxruntime-gpu's and the headless OpenCV's files.
 # - /data, the galleries' folder in a container (FACE_GALLERY_DIR's default there), owned by the
-#   image's user.
+#   image's user and readable by it only (biometric templates).
 IMAGE = (
     bentoml.images.Image(lock_python_packages=False)
-    .run("mkdir -p /data && chown $BENTO_USER:$BENTO_USER /data")
+    .run("mkdir -p /data && chown $BENTO_USER:$BENTO_USER /data && chmod 700 /data")
     .build_include("pyproject.toml")
 )
 

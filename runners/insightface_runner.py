@@ -83,6 +83,7 @@ class InsightFaceRunner:
             det_size=settings.det_size,
             crop_size=self.engine.crop_size,
             max_pixels=settings.max_pixels,
+            max_pixels_in_flight=settings.max_pixels_in_flight,
             embed_chunk=self.engine.embed_max_batch,
             pool=pool,
             norm_reference=self.engine.norm_reference,

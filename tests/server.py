@@ -173,3 +173,23 @@ def rss_bytes(server: RunningServer) -> dict[str, int]:
             except psutil.NoSuchProcess:
                 continue
     return totals
+
+
+def reset_peak_rss(server: RunningServer) -> None:
+    """Start every process's peak resident memory (``VmHWM``) again from its current size."""
+    for processes in service_processes(server).values():
+        for process in processes:
+            with contextlib.suppress(OSError):
+                Path(f"/proc/{process.pid}/clear_refs").write_text("5")
+
+
+def peak_rss_bytes(server: RunningServer) -> dict[str, int]:
+    """Each role's peak resident memory since ``reset_peak_rss`` (summed over its workers)."""
+    peaks: dict[str, int] = {}
+    for role, processes in service_processes(server).items():
+        for process in processes:
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{process.pid}/status").read_text()
+                kilobytes = int(status.split("VmHWM:")[1].split()[0])
+                peaks[role] = peaks.get(role, 0) + kilobytes * 1024
+    return peaks

@@ -1,4 +1,10 @@
-"""One server per gallery folder: an embedded Milvus Lite database is one process's file.
+"""One server per gallery folder, readable by the service's user only.
+
+The galleries hold biometric templates: the folder is the service user's alone (``0700``, its
+files ``0600``, fixed at every start for folders an earlier version made), and the gallery
+service creates files with umask ``077``, Milvus Lite's included.
+
+An embedded Milvus Lite database is one process's file.
 
 A second server on the same ``FACE_GALLERY_DIR`` (another ``./scripts/serve.sh`` from the same
 checkout, on another port) would otherwise start, then answer 503 "opened by another program" on
@@ -11,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import time
 from pathlib import Path
 from typing import IO
 
+log = logging.getLogger("face_api.galleries")
 LOCK_FILE = ".lock"
 # A server restarted at once may find its predecessor's gallery worker still exiting.
 CLAIM_WAIT_S = 10.0
@@ -25,12 +33,29 @@ class GalleryFolderInUseError(RuntimeError):
     """Another running server keeps its galleries in this folder."""
 
 
+PRIVATE = 0o077  # the umask: nothing for the group or others
+
+
+def make_private(folder: Path) -> None:
+    """Files this process creates from now on are its user's only; ``folder`` and everything in
+    it too (what an earlier version made readable by others)."""
+    os.umask(PRIVATE)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in [folder, *folder.rglob("*")]:
+        try:
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode & ~PRIVATE & 0o7777)
+        except PermissionError:  # a mounted folder of another user's: say so, serve anyway
+            log.warning("cannot make %s private to this user (not its owner)", path)
+
+
 def claim(folder: Path, wait_s: float = CLAIM_WAIT_S) -> IO[str]:
-    """Create ``folder`` if needed and hold it for this process; keep the returned file open.
+    """Create ``folder`` if needed (its user's only) and hold it for this process; keep the
+    returned file open.
 
     Raises ``GalleryFolderInUseError`` when another process still holds it after ``wait_s``.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private(folder)
     handle = (folder / LOCK_FILE).open("a+", encoding="utf-8")
     deadline = time.monotonic() + wait_s
     while True:

@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     # --- limits ---------------------------------------------------------------------------
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1)
+    # Decoded pixels one runner worker holds at once, over all requests (a 429 past it). Unset:
+    # four images at the pixel limit (480 MB as 8-bit BGR at 40 MP); at least two, since a
+    # score compares two images.
+    max_pixels_in_flight: int | None = Field(None, ge=1)
     max_results_cap: int = Field(
         MAX_RESULTS, ge=1, le=MAX_RESULTS
     )  # a lower cap than the contract's
@@ -150,6 +154,13 @@ class Settings(BaseSettings):
             self.api_workers = max(1, cpus // 4)
         if self.max_concurrency is None:
             self.max_concurrency = max(32, 32 * cpus // self.api_workers)
+        if self.max_pixels_in_flight is None:
+            self.max_pixels_in_flight = 4 * self.max_pixels
+        if self.max_pixels_in_flight < 2 * self.max_pixels:
+            raise ValueError(
+                "FACE_MAX_PIXELS_IN_FLIGHT must be at least twice FACE_MAX_PIXELS: a score "
+                "request holds two images"
+            )
         return self
 
     def detect_batch_size(self, on_cuda: bool) -> int:

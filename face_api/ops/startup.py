@@ -18,6 +18,20 @@ from face_api.ops import logs
 log = logging.getLogger("face_api")
 
 
+# OpenCV bounds every decode by this many pixels, read from the header before any pixel is
+# allocated, in every format it decodes (Radiance HDR, PFM, PAM, ... that Pillow cannot read).
+# It reads the variable once, when it loads.
+OPENCV_PIXEL_BOUND = "OPENCV_IO_MAX_IMAGE_PIXELS"
+
+
+def bound_image_decoding(max_pixels: int) -> None:
+    """Have OpenCV refuse any image over ``max_pixels`` before decoding it: in this process if
+    OpenCV is not loaded yet, and in every process started from it (the server's workers)."""
+    os.environ[OPENCV_PIXEL_BOUND] = str(max_pixels)
+    if "cv2" in sys.modules:
+        log.warning("OpenCV was loaded before its decode bound was set; bound in child processes")
+
+
 def start_worker() -> None:
     """What every service's worker does first: stop with the server, log as this project does."""
     exit_with_parent()

@@ -11,8 +11,9 @@ of threads, since OpenCV releases the GIL; detection and recognition go through 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -31,7 +32,7 @@ from face_api.pipeline.faces import (
     select_faces,
     to_image_coordinates,
 )
-from face_api.pipeline.images import decode_image, header_size
+from face_api.pipeline.images import decode_image, pixels_to_hold
 
 T = TypeVar("T")
 SMALL_IMAGE_PIXELS = 256 * 256
@@ -74,6 +75,42 @@ class Analysis:
     quality: np.ndarray | None = None
 
 
+class PixelBudget:
+    """The decoded pixels the pipeline holds at once, over every request it serves. A request
+    whose images would take it past ``limit`` is refused at once (429, before any decode), so
+    concurrent large images cannot add up to more memory than the operator allowed; a request
+    holds its pixels until its analysis is done. Reservations happen on the event loop: no
+    lock."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.held = 0
+
+    @contextmanager
+    def holding(self, pixels: int) -> Iterator[Callable[[int], None]]:
+        """Holds ``pixels`` (as the images' headers tell) for the block, which gets a function
+        to settle on the pixels really decoded, should a header have told fewer."""
+        if self.limit is not None and self.held + pixels > self.limit:
+            raise ApiError(
+                429,
+                f"too many image pixels being decoded at once (limit {self.limit}, "
+                "FACE_MAX_PIXELS_IN_FLIGHT); retry later",
+            )
+        taken = pixels
+        self.held += taken
+
+        def settle(decoded: int) -> None:
+            nonlocal taken
+            if decoded > taken:
+                self.held += decoded - taken
+                taken = decoded
+
+        try:
+            yield settle
+        finally:
+            self.held -= taken
+
+
 class FacePipeline:
     def __init__(
         self,
@@ -84,11 +121,13 @@ class FacePipeline:
         embed_chunk: int = 64,
         pool: Executor | None = None,
         norm_reference: float | None = None,
+        max_pixels_in_flight: int | None = None,
     ) -> None:
         self.backend = backend
         self.det_size = det_size
         self.crop_size = crop_size
         self.max_pixels = max_pixels
+        self.budget = PixelBudget(max_pixels_in_flight)
         self.embed_chunk = embed_chunk
         self.pool = pool or ThreadPoolExecutor(1, thread_name_prefix="face-images")
         # The recognizer's norm for a good face (``FaceEngine.norm_reference``): the scale the
@@ -107,10 +146,13 @@ class FacePipeline:
         field, data = image
         return decode_image(data, field, self.max_pixels)
 
-    async def _decode_all(self, images: Sequence[EncodedImage]) -> list[np.ndarray]:
-        """Decoded on the pool, except small images (a 112x112 crop, say): their decode is
-        cheaper than a thread hop (0.3 ms against 0.7 ms measured here)."""
-        if all(_is_small(data) for _, data in images):
+    async def _decode_all(
+        self, images: Sequence[EncodedImage], pixels: Sequence[int]
+    ) -> list[np.ndarray]:
+        """Decoded on the pool, except small images (a 112x112 crop, say, or bytes no decoder
+        reads): their decode is cheaper than a thread hop (0.3 ms against 0.7 ms measured
+        here). ``pixels``: each image's, as its header tells (``pixels_to_hold``)."""
+        if all(n <= SMALL_IMAGE_PIXELS for n in pixels):
             return [self._decode(image) for image in images]
         return await self._each(self._decode, images)
 
@@ -133,47 +175,53 @@ class FacePipeline:
         embeddings if ``embed``, their quality measures if ``quality`` (which embeds the faces
         too: the embedding's norm is the quality's main measure): all images' detections in one
         pass, all crops together."""
-        with timings.stage("decode"):
-            pictures = await self._decode_all(images)
-        with timings.stage("letterbox"):
-            boxed = await self._each(self._letterbox, pictures)
-        found = await self.backend.detect(np.stack([b.canvas for b in boxed]), timings)
-        faces = [
-            select_faces(
-                clip_boxes(to_image_coordinates(rows, b.scale), picture.shape),
-                sort_type,
-                max_faces,
-            )
-            for rows, b, picture in zip(found, boxed, pictures, strict=True)
-        ]
-        embeddings: list[np.ndarray | None] = [None] * len(pictures)
-        measures: list[np.ndarray | None] = [None] * len(pictures)
-        if embed or quality:
-            with timings.stage("align"):
-                crops = await self._each(self._align, pictures, faces)
-            unit, all_norms = await self.embed_with_norms(np.concatenate(crops), timings)
-            if embed:
-                embeddings = self._split(unit, crops)
-            if quality:
-                norms = self._split(all_norms, crops)
-                with timings.stage("quality"):
-                    measures = [
-                        _measures(f, c, n, self.norm_reference)
-                        for f, c, n in zip(faces, crops, norms, strict=True)
-                    ]
-        return [
-            Analysis(f, e, p.shape[0], p.shape[1], q)
-            for f, e, p, q in zip(faces, embeddings, pictures, measures, strict=True)
-        ]
+        pixels = [pixels_to_hold(data, self.max_pixels) for _, data in images]
+        with self.budget.holding(sum(pixels)) as settle:
+            with timings.stage("decode"):
+                pictures = await self._decode_all(images, pixels)
+            settle(sum(p.shape[0] * p.shape[1] for p in pictures))
+            with timings.stage("letterbox"):
+                boxed = await self._each(self._letterbox, pictures)
+            found = await self.backend.detect(np.stack([b.canvas for b in boxed]), timings)
+            faces = [
+                select_faces(
+                    clip_boxes(to_image_coordinates(rows, b.scale), picture.shape),
+                    sort_type,
+                    max_faces,
+                )
+                for rows, b, picture in zip(found, boxed, pictures, strict=True)
+            ]
+            embeddings: list[np.ndarray | None] = [None] * len(pictures)
+            measures: list[np.ndarray | None] = [None] * len(pictures)
+            if embed or quality:
+                with timings.stage("align"):
+                    crops = await self._each(self._align, pictures, faces)
+                unit, all_norms = await self.embed_with_norms(np.concatenate(crops), timings)
+                if embed:
+                    embeddings = self._split(unit, crops)
+                if quality:
+                    norms = self._split(all_norms, crops)
+                    with timings.stage("quality"):
+                        measures = [
+                            _measures(f, c, n, self.norm_reference)
+                            for f, c, n in zip(faces, crops, norms, strict=True)
+                        ]
+            return [
+                Analysis(f, e, p.shape[0], p.shape[1], q)
+                for f, e, p, q in zip(faces, embeddings, pictures, measures, strict=True)
+            ]
 
     async def embed_crops(self, images: Sequence[EncodedImage], timings: Timings) -> np.ndarray:
         """Unit embeddings of already aligned crops, each checked to be the recognizer's size."""
-        with timings.stage("decode"):
-            crops = await self._decode_all(images)
-        for (field, _), crop in zip(images, crops, strict=True):
-            self.check_crop(crop, field)
-        unit, _ = await self.embed_with_norms(np.stack(crops), timings)
-        return unit
+        pixels = [pixels_to_hold(data, self.max_pixels) for _, data in images]
+        with self.budget.holding(sum(pixels)) as settle:
+            with timings.stage("decode"):
+                crops = await self._decode_all(images, pixels)
+            settle(sum(c.shape[0] * c.shape[1] for c in crops))
+            for (field, _), crop in zip(images, crops, strict=True):
+                self.check_crop(crop, field)
+            unit, _ = await self.embed_with_norms(np.stack(crops), timings)
+            return unit
 
     def check_crop(self, crop: np.ndarray, field: str) -> np.ndarray:
         height, width = crop.shape[:2]
@@ -219,11 +267,3 @@ def _measures(
         for face, crop, norm in zip(faces, crops, norms, strict=True)
     ]
     return np.array(rows, np.float32).reshape(len(faces), len(quality.MEASURES))
-
-
-def _is_small(data: bytes) -> bool:
-    try:
-        size = header_size(data)
-    except ValueError:
-        return True  # unreadable: decoding fails at once
-    return size is not None and size[0] * size[1] <= SMALL_IMAGE_PIXELS

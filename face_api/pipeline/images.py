@@ -48,6 +48,32 @@ def decode_base64(value: str, field: str) -> bytes:
         ) from None
 
 
+# Formats OpenCV decodes whose size Pillow cannot read, by their first bytes: Radiance HDR, PAM,
+# PFM, OpenEXR, JPEG XL (bare and boxed).
+_OPENCV_ONLY_SIGNATURES = (
+    b"#?",
+    b"P7",
+    b"PF",
+    b"Pf",
+    b"\x76\x2f\x31\x01",
+    b"\xff\x0a",
+    b"\x00\x00\x00\x0cJXL ",
+)
+
+
+def pixels_to_hold(data: bytes, max_pixels: int) -> int:
+    """The pixels decoding ``data`` will hold, from its header: at most ``max_pixels`` (OpenCV's
+    bound); all of them for a format only OpenCV reads (nothing smaller is known); none for
+    bytes no decoder takes (their decode fails at once)."""
+    try:
+        size = header_size(data)
+    except ValueError:
+        return 0
+    if size is None:
+        return max_pixels if data.startswith(_OPENCV_ONLY_SIGNATURES) else 0
+    return min(size[0] * size[1], max_pixels)
+
+
 def header_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from the image's header, without decoding; None for a format Pillow does
     not know. Raises ``ValueError`` for a header Pillow cannot read."""
@@ -86,8 +112,19 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> np.ndarray:
         raise ApiError.invalid(field, "image is empty (zero bytes)", kind="value_error.empty")
     _check_header(data, field, max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8)
-    # IMREAD_COLOR: grayscale, alpha and 16-bit become 8-bit BGR, and EXIF orientation is applied.
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    try:
+        # IMREAD_COLOR: grayscale, alpha and 16-bit become 8-bit BGR, EXIF orientation applied.
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        # OpenCV's own bound (``bound_image_decoding``), checked from the header it reads: for
+        # a format whose size Pillow could not read first.
+        if "CV_IO_MAX_IMAGE" in str(exc):
+            raise ApiError.invalid(
+                field,
+                f"image is over the limit of {max_pixels} pixels",
+                kind="value_error.image_too_large",
+            ) from None
+        image = None
     if image is None or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
         raise ApiError.invalid(
             field, "not a decodable image (or truncated/corrupt)", kind="value_error.image"

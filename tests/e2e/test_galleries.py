@@ -460,6 +460,17 @@ def test_image_and_feature_are_strings_never_null(api):
     assert response.json()["detail"][0]["loc"] == ["body", "image"]
 
 
+def test_the_gallery_files_are_the_service_users_only(api, server, store, enrolled):
+    if store:  # a Milvus server keeps nothing on the API host
+        pytest.skip("galleries on a Milvus server: no files here")
+    folder = server.log_path.parent / "galleries"
+    paths = [folder, *folder.rglob("*")]
+    assert (folder / "galleries.db").exists() and len(paths) > 2
+    for path in paths:
+        if not path.is_symlink():
+            assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
+
+
 def test_an_image_without_a_face_is_422(api):
     ok, png = cv2.imencode(".png", np.zeros((64, 64, 3), np.uint8))
     assert ok

@@ -323,6 +323,11 @@ def test_a_new_container_on_the_same_volume_finds_the_enrolled_face(cpu_image):
             )
             assert answer.status_code == 200, answer.text
             face_id = answer.json()["faces"][0]["faceId"]
+            # The volume's folder and files: the service's user's only (biometric templates).
+            modes = docker("exec", first.name, "find", "/data", "-printf", "%m %p\\n").stdout
+            entries = [line.split(" ", 1) for line in modes.splitlines()]
+            assert ["700", "/data"] in entries and ["600", "/data/galleries.db"] in entries
+            assert all(mode[1:] == "00" for mode, _ in entries), modes
         with container(cpu_image, volume=volume) as second:
             wait_healthy(second)
             found = post_file(second, "/v1/file/galleries/people/search", image=probe.read_bytes())

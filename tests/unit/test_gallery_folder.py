@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -18,6 +20,40 @@ claim = folder.claim(Path(sys.argv[1]))
 print("held", flush=True)
 time.sleep(60)
 """
+
+
+@pytest.fixture(autouse=True)
+def _umask_kept():
+    """A claim sets the process's umask (as the gallery service's): the test session's is kept."""
+    kept = os.umask(0o022)
+    os.umask(kept)
+    yield
+    os.umask(kept)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_folder_and_everything_in_it_become_the_users_only(tmp_path):
+    galleries = tmp_path / "galleries"
+    (galleries / "old").mkdir(parents=True)
+    (galleries / "galleries.db").write_bytes(b"x")
+    (galleries / "old" / "segment").write_bytes(b"x")
+    for path in (galleries, galleries / "old"):
+        path.chmod(0o755)
+    for path in (galleries / "galleries.db", galleries / "old" / "segment"):
+        path.chmod(0o644)
+    claim = folder.claim(galleries)
+    try:
+        assert mode(galleries) == mode(galleries / "old") == 0o700
+        assert mode(galleries / "galleries.db") == mode(galleries / "old" / "segment") == 0o600
+        assert mode(galleries / folder.LOCK_FILE) == 0o600
+        made_later = galleries / "new.db"  # as Milvus Lite makes its files, after the claim
+        made_later.write_bytes(b"x")
+        assert mode(made_later) == 0o600
+    finally:
+        claim.close()
 
 
 def test_a_second_claim_names_the_setting_until_the_holder_exits(tmp_path):

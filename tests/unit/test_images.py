@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -11,8 +13,8 @@ import pytest
 from PIL import Image
 
 from face_api.ops.errors import ApiError
-from face_api.pipeline.images import decode_base64, decode_image
-from tests.paths import IDENTITIES
+from face_api.pipeline.images import decode_base64, decode_image, pixels_to_hold
+from tests.paths import IDENTITIES, ROOT
 
 PHOTO = IDENTITIES[0].read_bytes()
 LIMIT = 40_000_000
@@ -86,3 +88,46 @@ def test_exif_orientation_is_applied():
     buffer = io.BytesIO()
     source.save(buffer, format="JPEG", exif=exif)
     assert decode_image(buffer.getvalue(), "image", LIMIT).shape[:2] == (640, 480)
+
+
+def radiance_hdr(width: int, height: int) -> bytes:
+    """A Radiance HDR, a format OpenCV decodes and Pillow cannot read the size of."""
+    return encode(np.zeros((height, width, 3), np.float32), ".hdr")
+
+
+def test_the_pixels_a_decode_holds_come_from_the_header():
+    assert pixels_to_hold(encode(np.zeros((30, 40, 3), np.uint8), ".png"), LIMIT) == 1200
+    # a header claiming more than the limit holds the limit: OpenCV refuses the rest
+    assert pixels_to_hold(encode(np.zeros((300, 400, 3), np.uint8), ".png"), 1000) == 1000
+    # a size Pillow cannot read: the most it may be
+    assert pixels_to_hold(radiance_hdr(40, 30), LIMIT) == LIMIT
+    assert pixels_to_hold(b"not an image", LIMIT) == 0
+
+
+def test_opencv_itself_refuses_an_image_over_the_limit_before_decoding_it():
+    """In a process that set the bound before loading OpenCV, as the server's workers do
+    (service.py): an HDR's size only OpenCV reads, and it refuses it from the header."""
+    script = (
+        "from face_api.ops.startup import bound_image_decoding\n"
+        "bound_image_decoding(10_000)\n"
+        "import resource, sys\n"
+        "from face_api.ops.errors import ApiError\n"
+        "from face_api.pipeline.images import decode_image\n"
+        "data = sys.stdin.buffer.read()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    decode_image(data, 'image', 10_000)\n"
+        "except ApiError as error:\n"
+        "    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "    print(error.kind, error.message, grown)\n"
+    )
+    big = radiance_hdr(8192, 5000)  # 41 MP: 490 MB as float32, had it been decoded
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=big, capture_output=True, check=True, cwd=ROOT
+    )
+    kind, *message, grown_kb = done.stdout.decode().split()
+    assert kind == "value_error.image_too_large", done.stdout
+    assert " ".join(message) == "image is over the limit of 10000 pixels"
+    assert int(grown_kb) < 50_000  # kilobytes: nothing near the image's size was allocated
+    small = decode_image(radiance_hdr(40, 30), "image", LIMIT)
+    assert small.shape == (30, 40, 3) and small.dtype == np.uint8
