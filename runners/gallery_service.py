@@ -1,5 +1,8 @@
 """The BentoML service that owns the galleries: one worker, since an embedded Milvus Lite database
 is one process's file (the API may run several workers; they all reach the store through here).
+On a Milvus server one worker is enough too (its calls wait on the database, on several threads)
+and more would be as correct: the store keeps nothing between calls, which is also what lets
+several servers (replicas) share one Milvus.
 
 Every call answers a ``Reply`` (``face_api/ops/errors.py``): its result, or the store's
 ``ApiError`` (an unknown gallery, a feature of another pack, the database not answering).
@@ -8,6 +11,7 @@ Every call answers a ``Reply`` (``face_api/ops/errors.py``): its result, or the 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -25,13 +29,16 @@ from face_api.ops.startup import refuse_to_start, start_worker
 
 log = logging.getLogger("face_api.galleries")
 settings = get_settings()
+GALLERY_THREADS = 16
 Features = Annotated[np.ndarray, DType("float32")]
 
 
 @bentoml.service(
     name="GalleryStoreService",
     workers=1,
-    threads=1,  # calls run one at a time, in order: enrolls and deletes are never interleaved
+    # Calls at once: a Strong read on a Milvus server waits up to its time tick (200 ms), and
+    # the store is safe to share (concurrent enrolls, drops and reads, from here or elsewhere).
+    threads=GALLERY_THREADS,
     traffic={"timeout": settings.request_timeout_s},
     # As for the runner: bentoml 1.4.40 recycles its client session every `max_requests` calls
     # while others are in flight on it, and those fail with ServerDisconnectedError.
@@ -41,6 +48,7 @@ class GalleryStoreService:
     def __init__(self) -> None:
         start_worker()
         self._stores: dict[tuple[str, int], GalleryStore] = {}
+        self._opening = threading.Lock()  # one store per pack, whichever thread asks first
         if not settings.gallery_uri:  # embedded Milvus Lite: this folder is ours alone
             try:
                 self._folder_claim = folder.claim(settings.gallery_dir)
@@ -50,19 +58,19 @@ class GalleryStoreService:
     def _store(self, pack: str, dimension: int) -> GalleryStore:
         """Opened on first use, so a server that never touches galleries never starts Milvus."""
         key = (pack, dimension)
-        if key not in self._stores:
-            uri = settings.gallery_uri or str(settings.gallery_dir.resolve() / "galleries.db")
-            self._stores[key] = GalleryStore(
-                uri,
-                pack,
-                dimension,
-                settings.gallery_token,
-                connect_timeout_s=settings.request_timeout_s,
-                metadata_max_bytes=settings.gallery_metadata_max_bytes,
-                consistency=settings.gallery_consistency,
-            )
-            log.info("galleries opened (%s)", "Milvus server" if settings.gallery_uri else uri)
-        return self._stores[key]
+        with self._opening:
+            if key not in self._stores:
+                uri = settings.gallery_uri or str(settings.gallery_dir.resolve() / "galleries.db")
+                self._stores[key] = GalleryStore(
+                    uri,
+                    pack,
+                    dimension,
+                    settings.gallery_token,
+                    connect_timeout_s=settings.request_timeout_s,
+                    metadata_max_bytes=settings.gallery_metadata_max_bytes,
+                )
+                log.info("galleries opened (%s)", "Milvus server" if settings.gallery_uri else uri)
+            return self._stores[key]
 
     @staticmethod
     @contextmanager
@@ -170,7 +178,5 @@ class GalleryStoreService:
     def delete_gallery(self, pack: str, dimension: int, gallery: str) -> Reply:
         store = self._store(pack, dimension)
         with self._replying() as reply:
-            faces = store.gallery(gallery).faces
-            store.delete_gallery(gallery)
-            reply.result = faces
+            reply.result = store.delete_gallery(gallery)
         return reply

@@ -20,6 +20,8 @@ class MilvusServer:
 
     data_dir: Path
     port: int
+    # Milvus's proxy.timeTickInterval: how long a Strong read waits at most (200 ms by default).
+    time_tick_ms: int | None = None
     _server: Any = None
 
     @property
@@ -33,7 +35,20 @@ class MilvusServer:
         self._server.set_base_dir(str(self.data_dir))
         # In `configs`, the port is required, not a first guess to count up from.
         self._server.config.configs["proxy_port"] = self.port
+        if self.time_tick_ms is not None:
+            self._server.config.set("proxy.timeTickInterval", self.time_tick_ms)
         self._server.start()  # returns once its health endpoint answers
+
+    def drop_everything(self) -> None:
+        """Every collection dropped: an empty server for the next tests."""
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(uri=self.uri)
+        try:
+            for collection in client.list_collections():
+                client.drop_collection(collection)
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self._server is not None:
@@ -42,8 +57,8 @@ class MilvusServer:
 
 
 @contextlib.contextmanager
-def running_milvus(data_dir: Path) -> Iterator[MilvusServer]:
-    server = MilvusServer(data_dir, free_port())
+def running_milvus(data_dir: Path, time_tick_ms: int | None = None) -> Iterator[MilvusServer]:
+    server = MilvusServer(data_dir, free_port(), time_tick_ms)
     server.start()
     try:
         yield server

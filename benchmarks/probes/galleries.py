@@ -1,11 +1,13 @@
-"""Gallery scale: enroll throughput and search latency at 10k and 100k enrolled features, in the
-embedded Milvus Lite and in a Milvus standalone server (started here, on this machine) read at
-the service's default consistency (Session) and at Strong, against a brute-force numpy baseline
-(one matrix product over all features) in the same command.
+"""Gallery scale: enroll throughput and the latency of each gallery call at 10k and 100k enrolled
+features, in the embedded Milvus Lite and in a Milvus standalone server (started here, on this
+machine), against a brute-force numpy baseline (one matrix product over all features) in the same
+command. On the server, what each read level costs: Strong (what the service reads at, so that
+replicas see each other's writes), Strong with the server's time tick at 50 ms instead of 200,
+and Session (not used: it misses other replicas' writes).
 
-    .venv/bin/python -m benchmarks.probes.galleries                # 10k and 100k, 15 minutes
+    .venv/bin/python -m benchmarks.probes.galleries                # 10k and 100k, 20 minutes
     .venv/bin/python -m benchmarks.probes.galleries --sizes 1000   # quick
-    .venv/bin/python -m benchmarks.probes.galleries --stores lite  # or server, server-strong
+    .venv/bin/python -m benchmarks.probes.galleries --stores lite  # or server, server-tick50, ...
 
 Features are synthetic unit vectors (512-d, like the recognizer's); probes are noisy copies of
 enrolled ones, so rank-1 correctness is checked along the way.
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face_api.galleries.store import DEFAULT_CONSISTENCY, GalleryStore
+from face_api.galleries.store import READ_LEVEL, GalleryStore
 from tests.milvus_server import running_milvus
 
 DIM = 512
@@ -31,10 +33,12 @@ ENROLL_BATCH = 1000  # faces per enroll call in the bulk phase
 SINGLE_ENROLLS = 200  # one-face enroll calls timed on top of the bulk
 PROBES = 100  # searches timed per size (--probes)
 TOP_K = 5
-STORES = {  # --stores name: (table name, consistency)
-    "lite": ("Milvus Lite", DEFAULT_CONSISTENCY),
-    "server": (f"Milvus server, {DEFAULT_CONSISTENCY}", DEFAULT_CONSISTENCY),
-    "server-strong": ("Milvus server, Strong", "Strong"),
+TIMED = 50  # verify and delete calls timed per size
+STORES = {  # --stores name: (table name, read level, the server's time tick in ms)
+    "lite": ("Milvus Lite", READ_LEVEL, None),
+    "server": ("Milvus server, Strong (the service)", READ_LEVEL, None),
+    "server-tick50": ("Milvus server, Strong, 50 ms time tick", READ_LEVEL, 50),
+    "server-session": ("Milvus server, Session (not used)", "Session", None),
 }
 
 
@@ -55,16 +59,20 @@ def store_uri(kind: str, folder: Path) -> Iterator[str]:
     if kind == "lite":
         yield str(folder / "bench.db")
         return
-    with running_milvus(folder / "milvus") as server:
+    with running_milvus(folder / "milvus", time_tick_ms=STORES[kind][2]) as server:
         yield server.uri
 
 
+def median_ms(times: list[float]) -> float:
+    return statistics.median(times) * 1000
+
+
 def run(
-    uri: str, size: int, probes_count: int = PROBES, consistency: str = DEFAULT_CONSISTENCY
+    uri: str, size: int, probes_count: int = PROBES, read_level: str = READ_LEVEL
 ) -> dict[str, float]:
     rng = np.random.default_rng(size)
     features = unit(rng.standard_normal((size, DIM)).astype(np.float32))
-    store = GalleryStore(uri, "synthetic", DIM, consistency=consistency)
+    store = GalleryStore(uri, "synthetic", DIM, read_level=read_level)
 
     start = time.perf_counter()
     for first in range(0, size, ENROLL_BATCH):
@@ -92,14 +100,25 @@ def run(
         best = brute_force(everything, probe, TOP_K)
         base.append(time.perf_counter() - t0)
         correct += int(best[0] == pick and matches[0].subject == f"subject-{pick - pick % 1000}")
+    verify_times, delete_times = [], []
+    for i, feature in enumerate(singles[:TIMED]):
+        t0 = time.perf_counter()
+        store.verify("bench", f"single-{i}", feature)
+        verify_times.append(time.perf_counter() - t0)
+    for face in store.faces("bench", 0, TIMED, subject=None)[0]:
+        t0 = time.perf_counter()
+        store.delete_face("bench", face.face_id)
+        delete_times.append(time.perf_counter() - t0)
     store.client.close()
     return {
         "size": size,
         "bulk_faces_per_s": size / bulk_s,
-        "single_enroll_ms": statistics.median(single_times) * 1000,
-        "search_ms": statistics.median(ours) * 1000,
+        "single_enroll_ms": median_ms(single_times),
+        "search_ms": median_ms(ours),
         "search_p95_ms": sorted(ours)[int(len(ours) * 0.95)] * 1000,
-        "numpy_ms": statistics.median(base) * 1000,
+        "verify_ms": median_ms(verify_times),
+        "delete_ms": median_ms(delete_times),
+        "numpy_ms": median_ms(base),
         "rank1": correct / probes_count,
     }
 
@@ -112,18 +131,20 @@ def main() -> None:
     args = parser.parse_args()
     print(
         "| enrolled | store | bulk enroll faces/s | one-face enroll median ms | search median ms | "
-        "search p95 ms | numpy brute force median ms | search / numpy | rank-1 |"
+        "search p95 ms | verify median ms | delete face median ms | numpy brute force median ms "
+        "| search / numpy | rank-1 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         for kind in args.stores:
-            name, consistency = STORES[kind]
+            name, read_level, _ = STORES[kind]
             with tempfile.TemporaryDirectory() as folder, store_uri(kind, Path(folder)) as uri:
-                r = run(uri, size, args.probes, consistency)
+                r = run(uri, size, args.probes, read_level)
             print(
                 f"| {r['size']:,} | {name} | {r['bulk_faces_per_s']:,.0f} | "
                 f"{r['single_enroll_ms']:.1f} | "
-                f"{r['search_ms']:.1f} | {r['search_p95_ms']:.1f} | {r['numpy_ms']:.1f} | "
+                f"{r['search_ms']:.1f} | {r['search_p95_ms']:.1f} | {r['verify_ms']:.1f} | "
+                f"{r['delete_ms']:.1f} | {r['numpy_ms']:.1f} | "
                 f"{r['search_ms'] / r['numpy_ms']:.2f}x | {r['rank1']:.2f} |",
                 flush=True,
             )

@@ -3,22 +3,32 @@
 One Milvus collection per gallery (its name hex-encoded, since Milvus names allow only letters,
 digits and ``_``), each face a row: ``face_id``, ``subject``, ``subject_key`` (the subject's UTF-8
 in hex), ``metadata`` (JSON) and the unit embedding, searched by cosine (the same scale as
-``/v1/score``). A registry collection records each gallery's model pack and embedding size, so
-features of another pack are refused, never mixed.
+``/v1/score``). The collection says which model pack filled it (its description) and the
+embedding size (its vector field), so features of another pack are refused, never mixed.
+
+Several replicas may share one Milvus server, each its own client, and must agree with each
+other. So the store remembers nothing between calls: the collection is the gallery (made with
+Milvus's atomic, idempotent create; dropped with its drop), every call asks the database, and
+every read is ``Strong``: it sees every write any replica had acknowledged when the read began. A
+gallery dropped elsewhere is a 404 to a read and made again by an enroll, never a 5xx. ``Session``
+only promises a client its own writes (a face deleted through one replica was still matched
+through another), and no cheaper level sees other clients' writes; Strong waits for the server's
+time tick, ``proxy.timeTickInterval`` (200 ms by default: benchmarks/README.md). Milvus Lite is
+one process's database, which sees every write at once.
 
 No client text is ever spliced into a filter expression: pymilvus quotes string ids without
 escaping them (a face id of ``x'] or face_id not in ['`` deleted a whole gallery), and neither
 Milvus Lite 2.5 nor a 2.3 server takes ``filter_params``. A subject is found by its hex key, face
 ids have one shape (32 hex digits) checked before any call, gallery names only reach Milvus
-hex-encoded or as checked ids. Galleries made before ``subject_key`` existed are still served:
-their subjects are found by reading the subject column (``_subject_filter``).
+hex-encoded. Galleries made by earlier versions (no ``subject_key``; the pack recorded in a
+registry collection) are still served: their subjects are found by reading the subject column.
 
-The calls block (gRPC); the service runs them off its event loop. Milvus Lite is one process's
-file: the store must live in exactly one process.
+The calls block (gRPC); the service runs them off its event loop, several at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -31,22 +41,21 @@ import numpy as np
 from face_api.galleries import rules
 from face_api.ops.errors import ApiError
 from face_api.ops.limits import SUBJECT_MAX_CHARS
-from face_api.ops.settings import GALLERY_METADATA_MAX_BYTES, GalleryConsistency
+from face_api.ops.settings import GALLERY_METADATA_MAX_BYTES
 
 log = logging.getLogger("face_api.galleries")
 
+# Where earlier versions recorded each gallery's pack; only read, for their galleries.
 REGISTRY = "face_api_galleries"
 _COLLECTION_PREFIX = "gallery_"
 _QUERY_PAGE = 16384  # Milvus's largest query window
-# How fresh a read on a Milvus server is (Milvus Lite always sees every write). The server's own
-# default, "Bounded", let a face enrolled here go unfound by the next search, and a deleted one be
-# counted. "Session" sees every insert made through this store (one per server: every enroll of
-# this deployment) and cost a 10k-face search 6 ms here; "Strong" also sees other clients' writes
-# at once (several deployments on one cluster) but waited 200-400 ms a read. A delete gives the
-# client no timestamp to wait for (Milvus 2.3), so the read after one is always Strong.
-DEFAULT_CONSISTENCY: GalleryConsistency = "Session"
+READ_LEVEL = "Strong"  # every read: see the module's docstring
 _NOT_LOADED = 101  # Milvus's ErrCollectionNotLoaded
+_MISSING = 100  # Milvus's ErrCollectionNotFound
 SUBJECT_KEY = "subject_key"
+# An enroll whose gallery another replica dropped mid-way makes it again; this many times.
+_ENROLL_ATTEMPTS = 3
+_READY_PROBE = "face_api_ready"  # made and dropped once as Milvus Lite starts
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,15 @@ class GalleryInfo:
     faces: int
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """What a gallery's collection says of itself."""
+
+    pack: str
+    dimension: int
+    keyed: bool  # has subject_key (made by this version)
+
+
 class GalleryStore:
     """Galleries for one model pack (``pack``, embeddings of ``dimension`` floats)."""
 
@@ -84,47 +102,40 @@ class GalleryStore:
         *,
         connect_timeout_s: float = 60.0,
         metadata_max_bytes: int = GALLERY_METADATA_MAX_BYTES,
-        consistency: GalleryConsistency = DEFAULT_CONSISTENCY,
+        read_level: str = READ_LEVEL,  # another level only for the benchmark's comparison
     ) -> None:
         self.pack = pack
         self.dimension = dimension
         self.metadata_max_bytes = metadata_max_bytes
-        self.consistency = consistency
-        # Collections deleted from since their last read: that read is Strong (see above).
-        self._deleted_from: set[str] = set()
-        self.client = _connect(uri, token, connect_timeout_s, prepare=self._ensure_registry)
-        # Galleries already checked and loaded by this store: a check and a load cost a round
-        # trip each (about 150 ms on Milvus Lite), far more than a search.
-        self._opened: set[str] = set()
+        self.read_level = read_level
+        lite = uri.endswith(".db")  # as pymilvus tells an embedded Milvus Lite file
+        self.client = _connect(uri, token, connect_timeout_s, _engine_ready if lite else _listing)
 
     # -- galleries -------------------------------------------------------------------------
     def galleries(self) -> list[GalleryInfo]:
-        rows = self._read(
-            self.client.query,
-            REGISTRY,
-            filter='name != ""',
-            output_fields=["name", "pack", "dimension"],
-            limit=_QUERY_PAGE,
-        )
-        return sorted(
-            (
-                GalleryInfo(r["name"], r["pack"], int(r["dimension"]), self._count(r["name"]))
-                for r in rows
-            ),
-            key=lambda g: g.name,
-        )
+        found = []
+        for collection in sorted(self.client.list_collections()):
+            name = _gallery_name(collection)
+            if name is None:
+                continue
+            try:
+                found.append(self.gallery(name))
+            except ApiError as error:
+                if error.status != 404:  # dropped since the listing: not a gallery any more
+                    raise
+        return found
 
     def gallery(self, name: str) -> GalleryInfo:
-        registered = self._registered(name)
-        return GalleryInfo(
-            name, registered["pack"], int(registered["dimension"]), self._count(name)
-        )
+        kind = self._kind(name)
+        return GalleryInfo(name, kind.pack, kind.dimension, self._count(name))
 
-    def delete_gallery(self, name: str) -> None:
-        self._registered(name)
-        self._opened.discard(name)
-        self.client.drop_collection(_collection(name))
-        self._delete(REGISTRY, ids=[name])
+    def delete_gallery(self, name: str) -> int:
+        """Drops the gallery; returns how many faces it held."""
+        faces = self.gallery(name).faces
+        self._call(self.client.drop_collection, _collection(name))
+        if self._has_registry():  # an earlier version's record of it
+            self.client.delete(REGISTRY, ids=[name])  # the name is checked: letters, digits, _.-
+        return faces
 
     # -- faces -----------------------------------------------------------------------------
     def enroll(
@@ -136,32 +147,40 @@ class GalleryStore:
     ) -> list[str]:
         """Adds one face per row of ``features`` (unit embeddings); returns their new ids.
 
-        The gallery is made on its first enrollment, for this store's pack.
+        The gallery is made on its first enrollment, for this store's pack, and made again if
+        another replica drops it meanwhile.
         """
         _check(rules.check_subject, "subject", subject)
         _check(lambda m: rules.check_metadata(m, self.metadata_max_bytes), "metadata", metadata)
         vectors = self._vectors(features)
-        self._open_or_create(gallery)
         ids = [uuid.uuid4().hex for _ in vectors]
-        rows = [
-            {
-                "face_id": i,
-                "subject": subject,
-                SUBJECT_KEY: _subject_key(subject),
-                "metadata": metadata or {},
-                "vector": v.tolist(),
-            }
-            for i, v in zip(ids, vectors, strict=True)
-        ]
-        self.client.insert(_collection(gallery), rows)
-        return ids
+        for _ in range(_ENROLL_ATTEMPTS):
+            try:
+                kind = self._open_or_create(gallery)
+                rows = [
+                    {
+                        "face_id": i,
+                        "subject": subject,
+                        **({SUBJECT_KEY: _subject_key(subject)} if kind.keyed else {}),
+                        "metadata": metadata or {},
+                        "vector": v.tolist(),
+                    }
+                    for i, v in zip(ids, vectors, strict=True)
+                ]
+                self._call(self.client.insert, _collection(gallery), rows)
+                return ids
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+                log.info("gallery %s was dropped while enrolling; making it again", gallery)
+        raise ApiError.unavailable(f"gallery {gallery!r} is being dropped and made again")
 
     def search(
         self, gallery: str, features: np.ndarray, limit: int, threshold: float | None = None
     ) -> list[list[Match]]:
         """The best ``limit`` faces for each row of ``features``, best first, over ``threshold``."""
         vectors = self._vectors(features)
-        self._open(gallery)
+        self._checked(gallery)
         hits = self._read(
             self.client.search,
             _collection(gallery),
@@ -182,8 +201,8 @@ class GalleryStore:
     def verify(self, gallery: str, subject: str, feature: np.ndarray) -> Match:
         """The subject's face closest to ``feature``."""
         vector = self._vectors(feature.reshape(1, -1))[0]
-        self._open(gallery)
-        where = self._subject_filter(gallery, subject)
+        kind = self._checked(gallery)
+        where = self._subject_filter(gallery, subject, kind)
         hits = (
             where
             and self._read(
@@ -205,7 +224,7 @@ class GalleryStore:
 
     def subjects(self, gallery: str, offset: int, limit: int) -> tuple[list[tuple[str, int]], int]:
         """A page of (subject, faces) in name order, and the number of subjects."""
-        self._open(gallery)
+        self._kind(gallery)
         counts: dict[str, int] = {}
         for row in self._all(gallery, ["subject"]):
             counts[row["subject"]] = counts.get(row["subject"], 0) + 1
@@ -216,8 +235,8 @@ class GalleryStore:
         self, gallery: str, offset: int, limit: int, subject: str | None = None
     ) -> tuple[list[Face], int]:
         """A page of faces (by subject, then id), and how many there are."""
-        self._open(gallery)
-        where = "" if subject is None else self._subject_filter(gallery, subject)
+        kind = self._kind(gallery)
+        where = "" if subject is None else self._subject_filter(gallery, subject, kind)
         rows = [] if where is None else self._all(gallery, ["subject", "metadata"], where)
         if subject is not None and not rows:
             raise ApiError.not_found(f"subject {subject!r} is not in gallery {gallery!r}")
@@ -229,86 +248,58 @@ class GalleryStore:
 
     def delete_face(self, gallery: str, face_id: str) -> None:
         _check(rules.check_face_id, "face_id", face_id)  # pymilvus quotes ids unescaped
-        self._open(gallery)
+        self._kind(gallery)
         found = self._read(
             self.client.get, _collection(gallery), ids=[face_id], output_fields=["face_id"]
         )
         if not found:
             raise ApiError.not_found(f"face {face_id!r} is not in gallery {gallery!r}")
-        self._delete(_collection(gallery), ids=[face_id])
+        self._call(self.client.delete, _collection(gallery), ids=[face_id])
 
     def delete_subject(self, gallery: str, subject: str) -> int:
         """Deletes every face of ``subject``; returns how many there were."""
         _, count = self.faces(gallery, 0, 0, subject)  # 404 when it has none
-        where = self._subject_filter(gallery, subject)
+        where = self._subject_filter(gallery, subject, self._kind(gallery))
         if where is not None:
-            self._delete(_collection(gallery), filter=where)
+            self._call(self.client.delete, _collection(gallery), filter=where)
         return count
 
     # -- internals -------------------------------------------------------------------------
-    def _subject_filter(self, gallery: str, subject: str) -> str | None:
-        """A filter expression for ``subject``'s faces in ``gallery`` made only of hex digits the
-        store computed: its key, or (a gallery made before keys) its faces' ids; None when a
-        gallery without keys holds no face of it."""
-        key = _subject_key(subject)
-        fields = self.client.describe_collection(_collection(gallery))["fields"]
-        if any(field["name"] == SUBJECT_KEY for field in fields):
-            return f'{SUBJECT_KEY} == "{key}"'
-        rows = self._all(gallery, ["subject"])
-        ids = [_checked_id(r["face_id"]) for r in rows if r["subject"] == subject]
-        return f"face_id in [{', '.join(ids)}]" if ids else None
+    def _kind(self, name: str) -> _Kind:
+        """The gallery's pack, embedding size and layout, as its collection says; 404 if there
+        is no such gallery. Erasure and listings take any pack's gallery."""
+        _check(rules.check_gallery, "gallery", name)
+        described = self._call(self.client.describe_collection, _collection(name))
+        fields = {field["name"]: field for field in described["fields"]}
+        pack = _described_pack(described.get("description", "")) or self._registered_pack(name)
+        return _Kind(pack, int(fields["vector"]["params"]["dim"]), SUBJECT_KEY in fields)
 
-    def _ensure_registry(self, client: Any) -> None:
-        from pymilvus import DataType
-
-        if client.has_collection(REGISTRY):
-            client.load_collection(REGISTRY)
-            return
-        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("name", DataType.VARCHAR, is_primary=True, max_length=64)
-        schema.add_field("pack", DataType.VARCHAR, max_length=256)
-        schema.add_field("dimension", DataType.INT64)
-        schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs one vector
-        index = client.prepare_index_params()
-        index.add_index("unused", metric_type="L2", index_type="FLAT")
-        client.create_collection(
-            REGISTRY, schema=schema, index_params=index, consistency_level=self.consistency
-        )
-
-    def _registered(self, name: str) -> dict[str, Any]:
-        _check(rules.check_gallery, "gallery", name)  # it is an id in the registry's queries
-        found = self._read(
-            self.client.get, REGISTRY, ids=[name], output_fields=["pack", "dimension"]
-        )
-        if not found:
-            raise ApiError.not_found(f"gallery {name!r} does not exist")
-        return found[0]
-
-    def _open(self, name: str) -> None:
-        """The gallery must exist, be of this store's pack, and be loaded for search."""
-        if name in self._opened:
-            return
-        registered = self._registered(name)
-        if registered["pack"] != self.pack or int(registered["dimension"]) != self.dimension:
+    def _checked(self, name: str) -> _Kind:
+        """The gallery's kind, which must be this store's pack: features of different models
+        are never mixed."""
+        kind = self._kind(name)
+        if (kind.pack, kind.dimension) != (self.pack, self.dimension):
             raise ApiError.invalid(
                 "gallery",
-                f"gallery {name!r} holds features of model pack {registered['pack']!r} "
-                f"({registered['dimension']}-d); this server runs {self.pack!r} "
+                f"gallery {name!r} holds features of model pack {kind.pack!r} "
+                f"({kind.dimension}-d); this server runs {self.pack!r} "
                 f"({self.dimension}-d): features of different models are never mixed",
             )
-        self.client.load_collection(_collection(name))
-        self._opened.add(name)
+        return kind
 
-    def _open_or_create(self, name: str) -> None:
-        from pymilvus import DataType
+    def _open_or_create(self, name: str) -> _Kind:
+        """The gallery's kind, made first if there is none: Milvus makes a collection once,
+        whoever asks at the same moment (the same schema again is no error)."""
+        from pymilvus import DataType, MilvusException
 
         try:
-            self._open(name)
-            return
+            return self._checked(name)
         except ApiError as error:
             if error.status != 404:
                 raise
-        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema = self.client.create_schema(
+            auto_id=False, enable_dynamic_field=False, description=json.dumps({"pack": self.pack})
+        )
         schema.add_field("face_id", DataType.VARCHAR, is_primary=True, max_length=64)
         schema.add_field("subject", DataType.VARCHAR, max_length=SUBJECT_MAX_CHARS * 4)
         schema.add_field(SUBJECT_KEY, DataType.VARCHAR, max_length=SUBJECT_MAX_CHARS * 8)
@@ -316,13 +307,40 @@ class GalleryStore:
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimension)
         index = self.client.prepare_index_params()
         index.add_index("vector", metric_type="COSINE", index_type="FLAT")
-        self.client.create_collection(
-            _collection(name), schema=schema, index_params=index, consistency_level=self.consistency
-        )
-        self.client.upsert(
-            REGISTRY,
-            [{"name": name, "pack": self.pack, "dimension": self.dimension, "unused": [0.0, 0.0]}],
-        )
+        try:
+            self._call(
+                self.client.create_collection,
+                _collection(name),
+                schema=schema,
+                index_params=index,
+                consistency_level=READ_LEVEL,
+            )
+        except MilvusException as exc:
+            # Made at the same moment by a server of another pack: the check below says so.
+            if "duplicate collection" not in str(exc.message):
+                raise
+        return self._checked(name)
+
+    def _registered_pack(self, name: str) -> str:
+        """An earlier version's gallery: its pack, from the registry it kept ("" if none)."""
+        if not self._has_registry():
+            return ""
+        found = self._read(self.client.get, REGISTRY, ids=[name], output_fields=["pack"])
+        return found[0]["pack"] if found else ""
+
+    def _has_registry(self) -> bool:
+        return bool(self.client.has_collection(REGISTRY))
+
+    def _subject_filter(self, gallery: str, subject: str, kind: _Kind) -> str | None:
+        """A filter expression for ``subject``'s faces in ``gallery`` made only of hex digits the
+        store computed: its key, or (a gallery made before keys) its faces' ids; None when a
+        gallery without keys holds no face of it."""
+        key = _subject_key(subject)
+        if kind.keyed:
+            return f'{SUBJECT_KEY} == "{key}"'
+        rows = self._all(gallery, ["subject"])
+        ids = [_checked_id(r["face_id"]) for r in rows if r["subject"] == subject]
+        return f"face_id in [{', '.join(ids)}]" if ids else None
 
     def _vectors(self, features: np.ndarray) -> np.ndarray:
         vectors = np.asarray(features, dtype=np.float32)
@@ -366,36 +384,43 @@ class GalleryStore:
             iterator.close()
         return rows
 
-    def _delete(self, collection: str, **which: Any) -> None:
-        self.client.delete(collection, **which)
-        self._deleted_from.add(collection)
-
     def _read(self, call: Callable[..., Any], collection: str, **kwargs: Any) -> Any:
-        """``call(collection, ...)`` at the store's consistency level (Strong after a delete).
+        """``call(collection, ...)`` at the store's read level (``Strong``).
 
         A Milvus server that restarted serves a collection again only once it is loaded again
         (it reloads on its own, later): such a collection is loaded here and read once more.
         """
         from pymilvus import MilvusException
 
-        level = "Strong" if collection in self._deleted_from else self.consistency
         try:
-            found = call(collection, consistency_level=level, **kwargs)
+            return self._call(call, collection, consistency_level=self.read_level, **kwargs)
         except MilvusException as exc:
             if exc.code != _NOT_LOADED and "not loaded" not in str(exc.message):
                 raise
             log.info("collection %s not loaded on the server (restarted?); loading it", collection)
-            self.client.load_collection(collection)
-            found = call(collection, consistency_level=level, **kwargs)
-        self._deleted_from.discard(collection)
-        return found
+            self._call(self.client.load_collection, collection)
+            return self._call(call, collection, consistency_level=self.read_level, **kwargs)
+
+    @staticmethod
+    def _call(call: Callable[..., Any], collection: str, *args: Any, **kwargs: Any) -> Any:
+        """``call(collection, ...)``; a collection that does not exist (never made, or dropped
+        by another replica, even mid-call) is the gallery's 404."""
+        from pymilvus import MilvusException
+
+        try:
+            return call(collection, *args, **kwargs)
+        except MilvusException as exc:
+            if exc.code != _MISSING:
+                raise
+            name = _gallery_name(collection) or collection
+            raise ApiError.not_found(f"gallery {name!r} does not exist") from None
 
 
 def _connect(
     uri: str,
     token: str | None,
     timeout_s: float,
-    prepare: Callable[[Any], None] = lambda client: client.list_collections(),
+    prepare: Callable[[Any], Any] = lambda client: client.list_collections(),
 ) -> Any:
     """A client whose server answers and has done ``prepare`` (the store's first work), waiting
     up to ``timeout_s`` for the server to come up.
@@ -421,6 +446,19 @@ def _connect(
             time.sleep(0.25)
 
 
+def _listing(client: Any) -> None:
+    client.list_collections()
+
+
+def _engine_ready(client: Any) -> None:
+    """Milvus Lite's engine serves collections: it made (and dropped) one. Listing answers before
+    the engine is up, and the first collection made then failed (1 fresh start in 20)."""
+    if client.has_collection(_READY_PROBE):
+        client.drop_collection(_READY_PROBE)
+    client.create_collection(_READY_PROBE, dimension=2)
+    client.drop_collection(_READY_PROBE)
+
+
 def _is_starting(exc: Any) -> bool:
     """Not listening yet, or listening while the engine initialises (Milvus Lite 2.5 answered
     ``Assert "init_flag_ == true" => Mmap manager has not been init.``)."""
@@ -436,6 +474,29 @@ def is_connection_failure(exc: Any) -> bool:
 
 def _collection(gallery: str) -> str:
     return _COLLECTION_PREFIX + gallery.encode("utf-8").hex()
+
+
+def _gallery_name(collection: str) -> str | None:
+    """The gallery a collection holds; None for a collection that holds none."""
+    if not collection.startswith(_COLLECTION_PREFIX):
+        return None
+    try:
+        name = bytes.fromhex(collection.removeprefix(_COLLECTION_PREFIX)).decode("utf-8")
+    except ValueError:
+        return None
+    try:
+        return rules.check_gallery(name)
+    except ValueError:
+        return None
+
+
+def _described_pack(description: str) -> str:
+    """The pack a collection's description names ("" for an earlier version's collection)."""
+    try:
+        described = json.loads(description)
+    except ValueError:
+        return ""
+    return str(described.get("pack", "")) if isinstance(described, dict) else ""
 
 
 def _check(rule: Callable[[Any], Any], field: str, value: Any) -> None:

@@ -20,7 +20,6 @@ from face_api.ops.limits import MAX_RESULTS
 DEFAULT_MODEL_PACK = "buffalo_sc_int8"
 # A Milvus server refuses JSON fields over 64 KiB; the default cap keeps well under it.
 GALLERY_METADATA_MAX_BYTES = 16 * 1024
-GalleryConsistency = Literal["Session", "Strong", "Bounded"]  # Milvus's read consistency levels
 # Settings that were removed, and what took their place.
 REMOVED_SETTINGS = {
     name: "sharpness and brightness no longer grade a face (they predicted poorly whether it "
@@ -77,9 +76,6 @@ class Settings(BaseSettings):
     gallery_dir: Path = Field(default_factory=lambda: default_gallery_dir(os.environ))
     gallery_uri: str | None = None
     gallery_token: str | None = Field(default=None, repr=False)
-    # On a Milvus server: "Session" reads see every write made through this deployment; "Strong"
-    # also those of other deployments sharing the server, at once (and waits for them: slower).
-    gallery_consistency: GalleryConsistency = "Session"
     # An enrolled face's metadata, serialized as JSON (UTF-8), at most this many bytes.
     gallery_metadata_max_bytes: int = Field(GALLERY_METADATA_MAX_BYTES, ge=2, le=64 * 1024)
 

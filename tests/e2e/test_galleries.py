@@ -1,5 +1,8 @@
 """Galleries over real HTTP: 1:N search on the identities, verify, paging, deletes, concurrency,
-restarts, and the contract's errors; each against the embedded Milvus Lite and a Milvus server."""
+restarts, and the contract's errors; each against the embedded Milvus Lite, a Milvus server, and
+two replicas on one Milvus server behind a balancer. Then the replicas one by one: every sequence
+in both directions, one name made and dropped from both at once, deletes under search load, and a
+replica killed under load."""
 
 from __future__ import annotations
 
@@ -18,13 +21,16 @@ import pytest
 
 from face_api.galleries.client import GalleryClient
 from face_api.pipeline.features import encode_feature
+from tests.balancer import balancing
 from tests.helpers import b64
 from tests.milvus_server import MilvusServer, running_milvus
 from tests.paths import DEFAULT_PACK, IDENTITIES, identity_of
 from tests.server import API_KEY, RunningServer, api_client, start_server
 
 HELD_OUT = "taobiaoli"  # never enrolled: must not match anyone above the threshold
-STORES = ["milvus-lite", "milvus-server"]
+# Where the galleries live: Milvus Lite, a Milvus server, and a Milvus server shared by two
+# replicas behind a balancer (every test below, its calls alternating between the replicas).
+DEPLOYMENTS = ["milvus-lite", "milvus-server", "two-replicas"]
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +40,47 @@ def milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
         yield milvus_server
 
 
-@pytest.fixture(scope="module", params=STORES)
-def store(request: pytest.FixtureRequest) -> dict[str, str]:
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
+def deployment(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def store(deployment: str, request: pytest.FixtureRequest) -> dict[str, str]:
     """The settings that put a server's galleries in Milvus Lite (the default) or a server."""
-    if request.param == "milvus-lite":
+    if deployment == "milvus-lite":
         return {}
     return {"FACE_GALLERY_URI": request.getfixturevalue("milvus").uri}
 
 
 @pytest.fixture(scope="module")
+def replicas(
+    milvus: MilvusServer, imported_pack: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningServer, RunningServer]]:
+    """Two servers (replicas, as on two hosts) on one Milvus server."""
+    folder = tmp_path_factory.mktemp("replicas")
+    env = {"FACE_API_KEYS": API_KEY, "FACE_GALLERY_URI": milvus.uri}
+    with start_server(folder / "a.log", env) as a, start_server(folder / "b.log", env) as b:
+        yield a, b
+
+
+@pytest.fixture(scope="module")
 def server(
-    store: dict[str, str], imported_pack: str, tmp_path_factory: pytest.TempPathFactory
+    deployment: str,
+    store: dict[str, str],
+    imported_pack: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[RunningServer]:
-    """This module's API server, its galleries in the store under test."""
+    """This module's API, its galleries in the store under test: one server, or two replicas
+    behind a round-robin balancer (each call goes to the other replica than the last)."""
+    if deployment == "two-replicas":
+        a, b = request.getfixturevalue("replicas")
+        # The same Milvus server as the milvus-server case: its galleries go first.
+        request.getfixturevalue("milvus").drop_everything()
+        with balancing([a, b]) as url:
+            yield RunningServer(url=url, log_path=a.log_path, process=a.process)
+        return
     log = tmp_path_factory.mktemp("galleries") / "serve.log"
     with start_server(log, {"FACE_API_KEYS": API_KEY, **store}) as srv:
         yield srv
@@ -460,8 +494,8 @@ def test_image_and_feature_are_strings_never_null(api):
     assert response.json()["detail"][0]["loc"] == ["body", "image"]
 
 
-def test_the_gallery_files_are_the_service_users_only(api, server, store, enrolled):
-    if store:  # a Milvus server keeps nothing on the API host
+def test_the_gallery_files_are_the_service_users_only(api, server, deployment, enrolled):
+    if deployment != "milvus-lite":  # a Milvus server keeps nothing on the API host
         pytest.skip("galleries on a Milvus server: no files here")
     folder = server.log_path.parent / "galleries"
     paths = [folder, *folder.rglob("*")]
@@ -489,7 +523,9 @@ def test_gallery_calls_need_the_key(server):
         assert httpx.request(method, f"{server.url}{path}").status_code == 401
 
 
-def test_galleries_survive_a_restart(tmp_path, imported_pack, store):
+def test_galleries_survive_a_restart(tmp_path, imported_pack, deployment, store):
+    if deployment == "two-replicas":
+        pytest.skip("one server restarted: the milvus-server case")
     env = {"FACE_API_KEYS": API_KEY, "FACE_GALLERY_DIR": str(tmp_path / "kept"), **store}
     photo = by_person()["fengpin"]
     headers = {"x-api-key": API_KEY}
@@ -576,29 +612,212 @@ def test_a_milvus_server_down_is_503_and_back_loses_nothing(tmp_path, imported_p
         assert back.json()["results"][0]["matches"][0]["faceId"] == face_id
 
 
-def test_two_deployments_on_one_milvus_see_each_others_writes_at_once(tmp_path, milvus):
-    """Several deployments sharing a Milvus server or cluster (README): with Strong reads, a face
-    enrolled through one is found by the next search through the other, and a delete through the
-    other is seen by the next listing through the first."""
-    env = {
-        "FACE_API_KEYS": API_KEY,
-        "FACE_GALLERY_URI": milvus.uri,
-        "FACE_GALLERY_CONSISTENCY": "Strong",
+# -- replicas on one Milvus server: what one acknowledged, the other sees at once --------------
+@pytest.fixture(scope="module")
+def replica_apis(replicas) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    with api_client(replicas[0].url) as a, api_client(replicas[1].url) as b:
+        yield a, b
+
+
+def enroll_feature(client: httpx.Client, gallery: str, subject: str, feature: np.ndarray) -> str:
+    body = {"subject": subject, "feature": encode_feature(feature)}
+    response = client.post(f"/v1/galleries/{gallery}/faces", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()["faces"][0]["faceId"]
+
+
+def search_feature(client: httpx.Client, gallery: str, feature: np.ndarray, n: int = 5):
+    body = {"feature": encode_feature(feature), "maxResults": n}
+    return client.post(f"/v1/galleries/{gallery}/search", json=body)
+
+
+@pytest.mark.parametrize(("first", "second"), [(0, 1), (1, 0)], ids=["a-then-b", "b-then-a"])
+def test_what_one_replica_acknowledged_the_other_sees_at_once(replica_apis, milvus, first, second):
+    one, other = replica_apis[first], replica_apis[second]
+    gallery = f"seen-{first}{second}"
+    features = np.random.default_rng(30 + first).standard_normal((4, 512)).astype(np.float32)
+    ids = [enroll_feature(one, gallery, f"s{i}", f) for i, f in enumerate(features)]
+    # made through one: searched, listed and verified through the other
+    best = search_feature(other, gallery, features[0]).json()["results"][0]["matches"][0]
+    assert best["faceId"] == ids[0] and best["score"] > 0.999
+    listed = {g["name"]: g["faces"] for g in other.get("/v1/galleries").json()["galleries"]}
+    assert listed[gallery] == 4
+    assert other.get(f"/v1/galleries/{gallery}/subjects").json()["total"] == 4
+    body = {"subject": "s1", "feature": encode_feature(features[1])}
+    assert other.post(f"/v1/galleries/{gallery}/verify", json=body).json()["faceId"] == ids[1]
+    # a face deleted through one: never found or listed through the other
+    assert one.delete(f"/v1/galleries/{gallery}/faces/{ids[0]}").json() == {"deleted": 1}
+    matches = search_feature(other, gallery, features[0]).json()["results"][0]["matches"]
+    assert ids[0] not in {m["faceId"] for m in matches} and len(matches) == 3
+    assert other.get(f"/v1/galleries/{gallery}/faces").json()["total"] == 3
+    # a subject deleted through one: the other's verify is a 404
+    assert one.delete(f"/v1/galleries/{gallery}/subjects/s1").json() == {"deleted": 1}
+    assert other.post(f"/v1/galleries/{gallery}/verify", json=body).status_code == 404
+    # dropped through one after the other used it: 404 to the other's reads, and its enroll
+    # makes a fresh gallery
+    assert one.delete(f"/v1/galleries/{gallery}").json() == {"deleted": 2}
+    for response in (
+        search_feature(other, gallery, features[2]),
+        other.get(f"/v1/galleries/{gallery}/faces"),
+        other.get(f"/v1/galleries/{gallery}/subjects"),
+        other.delete(f"/v1/galleries/{gallery}/faces/{ids[2]}"),
+        other.delete(f"/v1/galleries/{gallery}"),
+    ):
+        assert response.status_code == 404, response.text
+        assert "does not exist" in response.json()["detail"]
+    fresh = enroll_feature(other, gallery, "s9", features[3])
+    assert other.get(f"/v1/galleries/{gallery}/faces").json()["total"] == 1
+    assert (
+        search_feature(one, gallery, features[3]).json()["results"][0]["matches"][0]["faceId"]
+        == fresh
+    )
+    # made again elsewhere for another pack: both replicas refuse to mix features into it
+    assert one.delete(f"/v1/galleries/{gallery}").json() == {"deleted": 1}
+    from face_api.galleries.store import GalleryStore
+
+    GalleryStore(milvus.uri, "another-pack", 512).enroll(gallery, "x", features[:1])
+    for response in (
+        search_feature(other, gallery, features[0]),
+        one.post(
+            f"/v1/galleries/{gallery}/faces",
+            json={"subject": "y", "feature": encode_feature(features[0])},
+        ),
+    ):
+        assert response.status_code == 422 and "another-pack" in response.text
+    assert other.delete(f"/v1/galleries/{gallery}").json() == {"deleted": 1}
+
+
+def test_one_name_made_and_dropped_through_both_replicas_at_once(replica_apis):
+    features = np.random.default_rng(40).standard_normal((12, 512)).astype(np.float32)
+    start = threading.Barrier(4)
+    statuses: list[int] = []
+    enrolled: list[str] = []
+
+    def enroll(client: httpx.Client, rows: np.ndarray) -> None:
+        start.wait()
+        for row in rows:
+            body = {"subject": "x", "feature": encode_feature(row)}
+            response = client.post("/v1/galleries/contested/faces", json=body)
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                enrolled.append(response.json()["faces"][0]["faceId"])
+
+    def drop(client: httpx.Client) -> None:
+        start.wait()
+        statuses.append(client.delete("/v1/galleries/contested").status_code)
+
+    a, b = replica_apis
+    threads = [
+        threading.Thread(target=enroll, args=(a, features[:5])),
+        threading.Thread(target=enroll, args=(b, features[5:10])),
+        threading.Thread(target=drop, args=(a,)),
+        threading.Thread(target=drop, args=(b,)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(statuses) <= {200, 404} and statuses.count(200) >= 10, statuses
+    last = [enroll_feature(a, "contested", "y", features[10])]
+    last.append(enroll_feature(b, "contested", "y", features[11]))
+    seen = [
+        {f["faceId"] for f in c.get("/v1/galleries/contested/faces").json()["faces"]}
+        for c in (a, b)
+    ]
+    assert seen[0] == seen[1] and set(last) <= seen[0] <= {*enrolled, *last}
+    count = {g["name"]: g["faces"] for g in b.get("/v1/galleries").json()["galleries"]}
+    assert count["contested"] == len(seen[0])
+    assert a.delete("/v1/galleries/contested").json() == {"deleted": len(seen[0])}
+
+
+def test_no_search_through_either_replica_finds_a_face_after_its_delete_was_acknowledged(
+    replica_apis,
+):
+    features = np.random.default_rng(50).standard_normal((12, 512)).astype(np.float32)
+    ids = [
+        enroll_feature(replica_apis[i % 2], "vanishing", f"s{i}", f) for i, f in enumerate(features)
+    ]
+    deleted_at: dict[str, float] = {}  # face id -> when its delete's 200 arrived
+    done = threading.Event()
+    found_after_delete: list[tuple[str, float, float]] = []
+    searches_after_a_delete = [0]
+
+    def search(client: httpx.Client, offset: int) -> None:
+        turn = offset
+        while not done.is_set():
+            sent = time.monotonic()
+            response = search_feature(client, "vanishing", features[turn % 12], n=12)
+            assert response.status_code == 200, response.text
+            if any(t < sent for t in deleted_at.values()):
+                searches_after_a_delete[0] += 1
+            for match in response.json()["results"][0]["matches"]:
+                gone = deleted_at.get(match["faceId"])
+                if gone is not None and gone < sent:
+                    found_after_delete.append((match["faceId"], gone, sent))
+            turn += 1
+
+    searchers = [threading.Thread(target=search, args=(replica_apis[n % 2], n)) for n in range(4)]
+    for thread in searchers:
+        thread.start()
+    try:
+        for i, face_id in enumerate(ids[:8]):  # through each replica in turn
+            response = replica_apis[i % 2].delete(f"/v1/galleries/vanishing/faces/{face_id}")
+            assert response.json() == {"deleted": 1}
+            deleted_at[face_id] = time.monotonic()
+    finally:
+        done.set()
+        for thread in searchers:
+            thread.join()
+    assert not found_after_delete, found_after_delete
+    assert searches_after_a_delete[0] >= 4
+    listed = {
+        f["faceId"] for f in replica_apis[1].get("/v1/galleries/vanishing/faces").json()["faces"]
     }
-    features = np.random.default_rng(3).standard_normal((5, 512)).astype(np.float32)
-    headers = {"x-api-key": API_KEY}
+    assert listed == set(ids[8:])
+
+
+def test_a_replica_killed_under_enroll_load_loses_nothing_it_acknowledged(
+    tmp_path, imported_pack, milvus
+):
+    import os
+    import signal
+
+    env = {"FACE_API_KEYS": API_KEY, "FACE_GALLERY_URI": milvus.uri}
+    features = np.random.default_rng(60).standard_normal((160, 512)).astype(np.float32)
+    acknowledged: list[str] = []
+    enough = threading.Event()  # when replica a is killed: after 30 acknowledged enrolls
     with (
         start_server(tmp_path / "a.log", env) as a,
         start_server(tmp_path / "b.log", env) as b,
-        httpx.Client(base_url=a.url, headers=headers, timeout=60) as first,
-        httpx.Client(base_url=b.url, headers=headers, timeout=60) as second,
     ):
-        for i, feature in enumerate(features):
-            body = {"subject": f"s{i}", "feature": encode_feature(feature)}
-            enrolled = first.post("/v1/galleries/shared/faces", json=body).json()
-            face_id = enrolled["faces"][0]["faceId"]
-            probe = {"feature": encode_feature(feature), "maxResults": 1}
-            found = second.post("/v1/galleries/shared/search", json=probe).json()
-            assert found["results"][0]["matches"][0]["faceId"] == face_id
-            assert second.delete(f"/v1/galleries/shared/faces/{face_id}").json() == {"deleted": 1}
-            assert first.get("/v1/galleries/shared/faces").json()["total"] == 0
+
+        def enroll(part: int) -> None:
+            clients = [api_client(a.url, timeout=60), api_client(b.url, timeout=60)]
+            try:
+                for i in range(part, len(features), 4):
+                    body = {"subject": f"s{i}", "feature": encode_feature(features[i])}
+                    try:
+                        response = clients[i % 2].post("/v1/galleries/survivors/faces", json=body)
+                    except httpx.HTTPError:
+                        continue  # replica a is gone: this enroll was never acknowledged
+                    if response.status_code == 200:
+                        acknowledged.append(response.json()["faces"][0]["faceId"])
+                        if len(acknowledged) >= 30:
+                            enough.set()
+                    else:
+                        assert response.status_code == 503, response.text
+            finally:
+                for client in clients:
+                    client.close()
+
+        threads = [threading.Thread(target=enroll, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        enough.wait(timeout=300)
+        os.killpg(a.process.pid, signal.SIGKILL)
+        for thread in threads:
+            thread.join()
+        with api_client(b.url) as survivor:
+            listed = survivor.get("/v1/galleries/survivors/faces", params={"limit": 1000}).json()
+    assert len(acknowledged) >= 80  # every enroll through b, at least
+    assert set(acknowledged) <= {f["faceId"] for f in listed["faces"]}

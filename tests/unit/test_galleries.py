@@ -312,9 +312,19 @@ def test_a_gallery_made_before_subject_keys_is_served_and_erased(tmp_path, peopl
             for i, n in enumerate(names)
         ],
     )
+    # the registry earlier versions kept each gallery's pack in
+    registry = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    registry.add_field("name", DataType.VARCHAR, is_primary=True, max_length=64)
+    registry.add_field("pack", DataType.VARCHAR, max_length=256)
+    registry.add_field("dimension", DataType.INT64)
+    registry.add_field("unused", DataType.FLOAT_VECTOR, dim=2)
+    index = client.prepare_index_params()
+    index.add_index("unused", metric_type="L2", index_type="FLAT")
+    client.create_collection("face_api_galleries", schema=registry, index_params=index)
     client.upsert(
         "face_api_galleries", [{"name": "old", "pack": PACK, "dimension": DIM, "unused": [0, 0]}]
     )
+    assert [(g.name, g.pack, g.faces) for g in store.galleries()] == [("old", PACK, 4)]
     assert store.verify("old", "a/b", people[1]).face_id == f"{1:032x}"
     assert store.faces("old", 0, 10, "plain")[1] == 2
     assert store.delete_subject("old", "eve\nx") == 1
@@ -323,3 +333,91 @@ def test_a_gallery_made_before_subject_keys_is_served_and_erased(tmp_path, peopl
     with pytest.raises(ApiError) as missing:
         store.verify("old", "plain", people[2])
     assert missing.value.status == 404
+    assert store.enroll("old", "new", people[5:6])  # into the old layout, found by its subject
+    assert store.faces("old", 0, 10, "new")[1] == 1
+    assert store.delete_gallery("old") == 2
+    assert client.query("face_api_galleries", filter='name != ""', output_fields=["name"]) == []
+
+
+def test_two_stores_on_one_database_remember_nothing_of_each_others_galleries(tmp_path, people):
+    """Each is another replica's client: a gallery dropped through one is a 404 to the other's
+    reads and a fresh gallery to its enroll, never a 5xx; one made again for another pack is
+    refused."""
+    db = str(tmp_path / "galleries.db")
+    a, b = GalleryStore(db, PACK, DIM), GalleryStore(db, PACK, DIM)
+    [kept] = a.enroll("shared", "ada", people[:1])
+    assert b.search("shared", people[:1], limit=1)[0][0].face_id == kept
+    assert a.delete_gallery("shared") == 1
+    for read in (
+        lambda: b.search("shared", people[:1], limit=1),
+        lambda: b.verify("shared", "ada", people[0]),
+        lambda: b.faces("shared", 0, 10),
+        lambda: b.subjects("shared", 0, 10),
+        lambda: b.delete_face("shared", kept),
+        lambda: b.delete_gallery("shared"),
+    ):
+        with pytest.raises(ApiError) as missing:
+            read()
+        assert missing.value.status == 404
+    [fresh] = b.enroll("shared", "bob", people[1:2])
+    assert [m.face_id for m in a.search("shared", people[1:2], limit=5)[0]] == [fresh]
+    b.delete_gallery("shared")
+    other = GalleryStore(db, "another_pack", DIM)
+    other.enroll("shared", "eve", people[2:3])
+    for call in (
+        lambda: a.search("shared", people[:1], limit=1),
+        lambda: b.enroll("shared", "x", people[:1]),
+    ):
+        with pytest.raises(ApiError, match="another_pack") as refused:
+            call()
+        assert refused.value.status == 422
+    assert a.delete_gallery("shared") == 1  # erasure takes any pack's gallery
+
+
+def test_enrolls_and_drops_of_one_name_at_once_from_two_stores_leave_one_whole_gallery(
+    tmp_path, people
+):
+    import threading
+
+    db = str(tmp_path / "galleries.db")
+    stores = [GalleryStore(db, PACK, DIM) for _ in range(2)]
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+    enrolled: list[str] = []
+
+    def enroll(store: GalleryStore, rows: np.ndarray) -> None:
+        start.wait()
+        try:
+            for row in rows:
+                enrolled.extend(store.enroll("race", "x", row[np.newaxis]))
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    def drop(store: GalleryStore) -> None:
+        start.wait()
+        try:
+            store.delete_gallery("race")
+        except ApiError as error:
+            if error.status != 404:
+                errors.append(error)
+
+    threads = [
+        threading.Thread(target=enroll, args=(stores[0], people[:5])),
+        threading.Thread(target=enroll, args=(stores[1], people[5:10])),
+        threading.Thread(target=drop, args=(stores[0],)),
+        threading.Thread(target=drop, args=(stores[1],)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    # Whatever the order, no call failed; then one face more through each store: the gallery
+    # is whole, what it lists is what it counts, all of it enrolled faces, these two among them.
+    last = [
+        *stores[0].enroll("race", "y", people[10:11]),
+        *stores[1].enroll("race", "y", people[11:12]),
+    ]
+    listed = {f.face_id for f in stores[1].faces("race", 0, 100)[0]}
+    assert set(last) <= listed <= {*enrolled, *last}
+    assert stores[0].gallery("race").faces == len(listed)
