@@ -60,7 +60,7 @@ class GalleryStoreService:
         key = (pack, dimension)
         with self._opening:
             if key not in self._stores:
-                uri = settings.gallery_uri or str(settings.gallery_dir.resolve() / "galleries.db")
+                uri = settings.gallery_store_uri()
                 self._stores[key] = GalleryStore(
                     uri,
                     pack,

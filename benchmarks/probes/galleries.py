@@ -3,7 +3,8 @@ features, in the embedded Milvus Lite and in a Milvus standalone server (started
 machine), against a brute-force numpy baseline (one matrix product over all features) in the same
 command. On the server, what each read level costs: Strong (what the service reads at, so that
 replicas see each other's writes), Strong with the server's time tick at 50 ms instead of 200,
-and Session (not used: it misses other replicas' writes).
+and Session (not used: it misses other replicas' writes). And a gallery exported to a file and
+imported back (``python -m face_api.galleries``): faces a second each way, and the file's size.
 
     .venv/bin/python -m benchmarks.probes.galleries                # 10k and 100k, 20 minutes
     .venv/bin/python -m benchmarks.probes.galleries --sizes 1000   # quick
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from face_api.galleries.store import READ_LEVEL, GalleryStore
+from face_api.galleries.transfer import export_gallery, import_gallery
 from tests.milvus_server import running_milvus
 
 DIM = 512
@@ -109,8 +111,20 @@ def run(
         t0 = time.perf_counter()
         store.delete_face("bench", face.face_id)
         delete_times.append(time.perf_counter() - t0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.faces.jsonl.gz"
+        t0 = time.perf_counter()
+        exported = export_gallery(store, "bench", path)
+        export_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _, imported = import_gallery(store, path, "bench-copy")
+        import_s = time.perf_counter() - t0
+        file_mb = path.stat().st_size / 1e6
     store.client.close()
     return {
+        "export_faces_per_s": exported / export_s,
+        "import_faces_per_s": imported / import_s,
+        "file_mb": file_mb,
         "size": size,
         "bulk_faces_per_s": size / bulk_s,
         "single_enroll_ms": median_ms(single_times),
@@ -132,9 +146,9 @@ def main() -> None:
     print(
         "| enrolled | store | bulk enroll faces/s | one-face enroll median ms | search median ms | "
         "search p95 ms | verify median ms | delete face median ms | numpy brute force median ms "
-        "| search / numpy | rank-1 |"
+        "| search / numpy | rank-1 | export faces/s | import faces/s | export file MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         for kind in args.stores:
             name, read_level, _ = STORES[kind]
@@ -145,7 +159,9 @@ def main() -> None:
                 f"{r['single_enroll_ms']:.1f} | "
                 f"{r['search_ms']:.1f} | {r['search_p95_ms']:.1f} | {r['verify_ms']:.1f} | "
                 f"{r['delete_ms']:.1f} | {r['numpy_ms']:.1f} | "
-                f"{r['search_ms'] / r['numpy_ms']:.2f}x | {r['rank1']:.2f} |",
+                f"{r['search_ms'] / r['numpy_ms']:.2f}x | {r['rank1']:.2f} | "
+                f"{r['export_faces_per_s']:,.0f} | {r['import_faces_per_s']:,.0f} | "
+                f"{r['file_mb']:.1f} |",
                 flush=True,
             )
 

@@ -32,7 +32,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,10 @@ log = logging.getLogger("face_api.galleries")
 # Where earlier versions recorded each gallery's pack; only read, for their galleries.
 REGISTRY = "face_api_galleries"
 _COLLECTION_PREFIX = "gallery_"
+# While a gallery is being imported, this collection (its name's hex after it) exists too: the
+# gallery is not served until the import drops it, so an import that stops half-way leaves no
+# half-gallery (Milvus Lite cannot rename a collection or change its description).
+_IMPORTING_PREFIX = "importing_"
 _QUERY_PAGE = 16384  # Milvus's largest query window
 READ_LEVEL = "Strong"  # every read: see the module's docstring
 _NOT_LOADED = 101  # Milvus's ErrCollectionNotLoaded
@@ -88,6 +92,7 @@ class _Kind:
     pack: str
     dimension: int
     keyed: bool  # has subject_key (made by this version)
+    importing: bool = False  # an import is filling it (or stopped half-way): not served
 
 
 class GalleryStore:
@@ -121,7 +126,8 @@ class GalleryStore:
             try:
                 found.append(self.gallery(name))
             except ApiError as error:
-                if error.status != 404:  # dropped since the listing: not a gallery any more
+                # dropped since the listing (404), or still being imported (503): not listed
+                if error.status not in (404, 503):
                     raise
         return found
 
@@ -130,9 +136,11 @@ class GalleryStore:
         return GalleryInfo(name, kind.pack, kind.dimension, self._count(name))
 
     def delete_gallery(self, name: str) -> int:
-        """Drops the gallery; returns how many faces it held."""
-        faces = self.gallery(name).faces
+        """Drops the gallery (one being imported too); returns how many faces it held."""
+        self._kind(name, served=False)
+        faces = self._count(name)
         self._call(self.client.drop_collection, _collection(name))
+        self.client.drop_collection(_importing(name))  # no error if there is none
         if self._has_registry():  # an earlier version's record of it
             self.client.delete(REGISTRY, ids=[name])  # the name is checked: letters, digits, _.-
         return faces
@@ -264,15 +272,108 @@ class GalleryStore:
             self._call(self.client.delete, _collection(gallery), filter=where)
         return count
 
+    # -- moving a gallery: export and import (transfer.py) ----------------------------------
+    def rows(self, gallery: str, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every face of the gallery with its embedding (``face_id``, ``subject``,
+        ``metadata``, ``vector``), read ``batch`` at a time: any size streams."""
+        from pymilvus import MilvusException
+
+        self._kind(gallery)
+        try:
+            iterator = self._call(
+                self.client.query_iterator,
+                _collection(gallery),
+                batch_size=batch,
+                filter="",
+                output_fields=["face_id", "subject", "metadata", "vector"],
+                consistency_level=self.read_level,
+            )
+            try:
+                while batch := iterator.next():
+                    yield from batch
+            finally:
+                iterator.close()
+        except MilvusException as exc:
+            if exc.code != _MISSING:
+                raise
+            raise ApiError.not_found(f"gallery {gallery!r} was dropped while read") from None
+
+    def begin_import(self, gallery: str, replace: bool) -> None:
+        """An empty gallery for this store's pack, not served until ``finish_import``. An
+        existing gallery, or one an import left unfinished, is replaced only if asked."""
+        _check(rules.check_gallery, "gallery", gallery)
+        if self.client.has_collection(_importing(gallery)):
+            if not replace:
+                raise ApiError(
+                    409,
+                    f"an import of gallery {gallery!r} did not finish (or runs now): --replace "
+                    "discards it",
+                )
+            self.abandon_import(gallery)
+        elif self.client.has_collection(_collection(gallery)):
+            if not replace:
+                raise ApiError(409, f"gallery {gallery!r} exists: --replace replaces it")
+            self.delete_gallery(gallery)
+        self.client.create_collection(_importing(gallery), dimension=2)  # first: never served
+        self._create(gallery, {"pack": self.pack, "imported": True})
+
+    def import_faces(self, gallery: str, faces: list[dict[str, Any]]) -> None:
+        """Faces into a gallery being imported, each keeping its id: ``face_id``, ``subject``,
+        ``metadata``, ``vector``. A subject is taken as an earlier version may have enrolled
+        it (any text that fits): it stays erasable by its name."""
+        vectors = self._vectors(np.stack([f["vector"] for f in faces]))
+        rows = []
+        for face, vector in zip(faces, vectors, strict=True):
+            _check(rules.check_face_id, "face_id", face["face_id"])
+            subject = face["subject"]
+            if not isinstance(subject, str) or not 1 <= len(subject) <= SUBJECT_MAX_CHARS:
+                raise ApiError.invalid("subject", f"subject {subject!r} does not fit a gallery")
+            metadata = face.get("metadata") or {}
+            _check(lambda m: rules.check_metadata(m, self.metadata_max_bytes), "metadata", metadata)
+            rows.append(
+                {
+                    "face_id": face["face_id"],
+                    "subject": subject,
+                    SUBJECT_KEY: _subject_key(subject),
+                    "metadata": metadata,
+                    "vector": vector.tolist(),
+                }
+            )
+        # upsert: a face id given twice is one face, and a resumed batch adds nothing twice
+        self._call(self.client.upsert, _collection(gallery), rows)
+
+    def finish_import(self, gallery: str, faces: int) -> None:
+        """Serves the imported gallery, once it holds exactly ``faces`` faces."""
+        held = self._count(gallery)
+        if held != faces:
+            raise ApiError.invalid(
+                "file", f"the import of {gallery!r} holds {held} faces where {faces} were read"
+            )
+        self.client.drop_collection(_importing(gallery))
+
+    def abandon_import(self, gallery: str) -> None:
+        """Drops what an import wrote: nothing of it is left, or served."""
+        self.client.drop_collection(_collection(gallery))
+        self.client.drop_collection(_importing(gallery))
+
     # -- internals -------------------------------------------------------------------------
-    def _kind(self, name: str) -> _Kind:
+    def _kind(self, name: str, served: bool = True) -> _Kind:
         """The gallery's pack, embedding size and layout, as its collection says; 404 if there
-        is no such gallery. Erasure and listings take any pack's gallery."""
+        is no such gallery, 503 while it is being imported (unless not ``served``: deleting
+        it). Erasure and listings take any pack's gallery."""
         _check(rules.check_gallery, "gallery", name)
         described = self._call(self.client.describe_collection, _collection(name))
         fields = {field["name"]: field for field in described["fields"]}
-        pack = _described_pack(described.get("description", "")) or self._registered_pack(name)
-        return _Kind(pack, int(fields["vector"]["params"]["dim"]), SUBJECT_KEY in fields)
+        about = _description(described.get("description", ""))
+        pack = str(about.get("pack", "")) or self._registered_pack(name)
+        importing = bool(about.get("imported")) and self.client.has_collection(_importing(name))
+        if importing and served:
+            raise ApiError.unavailable(
+                f"gallery {name!r} is being imported (an import stopped half-way leaves it so: "
+                "import it again with --replace, or delete it)"
+            )
+        dimension = int(fields["vector"]["params"]["dim"])
+        return _Kind(pack, dimension, SUBJECT_KEY in fields, importing)
 
     def _checked(self, name: str) -> _Kind:
         """The gallery's kind, which must be this store's pack: features of different models
@@ -290,15 +391,28 @@ class GalleryStore:
     def _open_or_create(self, name: str) -> _Kind:
         """The gallery's kind, made first if there is none: Milvus makes a collection once,
         whoever asks at the same moment (the same schema again is no error)."""
-        from pymilvus import DataType, MilvusException
+        from pymilvus import MilvusException
 
         try:
             return self._checked(name)
         except ApiError as error:
             if error.status != 404:
                 raise
+        try:
+            self._create(name, {"pack": self.pack})
+        except MilvusException as exc:
+            # Made at the same moment by a server of another pack: the check below says so.
+            if "duplicate collection" not in str(exc.message):
+                raise
+        return self._checked(name)
+
+    def _create(self, name: str, about: dict[str, Any]) -> None:
+        """The gallery's collection, its description ``about`` it (its pack, and whether an
+        import fills it)."""
+        from pymilvus import DataType
+
         schema = self.client.create_schema(
-            auto_id=False, enable_dynamic_field=False, description=json.dumps({"pack": self.pack})
+            auto_id=False, enable_dynamic_field=False, description=json.dumps(about)
         )
         schema.add_field("face_id", DataType.VARCHAR, is_primary=True, max_length=64)
         schema.add_field("subject", DataType.VARCHAR, max_length=SUBJECT_MAX_CHARS * 4)
@@ -307,19 +421,13 @@ class GalleryStore:
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimension)
         index = self.client.prepare_index_params()
         index.add_index("vector", metric_type="COSINE", index_type="FLAT")
-        try:
-            self._call(
-                self.client.create_collection,
-                _collection(name),
-                schema=schema,
-                index_params=index,
-                consistency_level=READ_LEVEL,
-            )
-        except MilvusException as exc:
-            # Made at the same moment by a server of another pack: the check below says so.
-            if "duplicate collection" not in str(exc.message):
-                raise
-        return self._checked(name)
+        self._call(
+            self.client.create_collection,
+            _collection(name),
+            schema=schema,
+            index_params=index,
+            consistency_level=READ_LEVEL,
+        )
 
     def _registered_pack(self, name: str) -> str:
         """An earlier version's gallery: its pack, from the registry it kept ("" if none)."""
@@ -433,6 +541,10 @@ def _connect(
     """
     from pymilvus import MilvusClient, MilvusException
 
+    # pymilvus logs every failed call with its traceback before raising it, "collection not
+    # found" included: the store's 404 for a gallery not made yet. The store raises or logs what
+    # matters. (Set once pymilvus is loaded: loading it sets up its loggers.)
+    logging.getLogger("pymilvus.decorators").setLevel(logging.CRITICAL)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -490,13 +602,17 @@ def _gallery_name(collection: str) -> str | None:
         return None
 
 
-def _described_pack(description: str) -> str:
-    """The pack a collection's description names ("" for an earlier version's collection)."""
+def _importing(gallery: str) -> str:
+    return _IMPORTING_PREFIX + gallery.encode("utf-8").hex()
+
+
+def _description(description: str) -> dict[str, Any]:
+    """What a collection's description says of its gallery (nothing for an earlier version's)."""
     try:
         described = json.loads(description)
     except ValueError:
-        return ""
-    return str(described.get("pack", "")) if isinstance(described, dict) else ""
+        return {}
+    return described if isinstance(described, dict) else {}
 
 
 def _check(rule: Callable[[Any], Any], field: str, value: Any) -> None:

@@ -159,6 +159,11 @@ class Settings(BaseSettings):
             )
         return self
 
+    def gallery_store_uri(self) -> str:
+        """Where the galleries are: the Milvus server's URI, else the embedded Milvus Lite's
+        database file in ``gallery_dir``."""
+        return self.gallery_uri or str(self.gallery_dir.resolve() / "galleries.db")
+
     def detect_batch_size(self, on_cuda: bool) -> int:
         if self.detect_max_batch_size is not None:
             return self.detect_max_batch_size

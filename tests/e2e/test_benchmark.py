@@ -77,6 +77,7 @@ def test_gallery_benchmark_runs_every_store_and_finds_every_probe():
         assert float(row[2].replace(",", "")) > 0  # bulk enroll faces/s
         assert all(float(row[i]) > 0 for i in (4, 6, 7, 8))  # search, verify, delete, numpy
         assert row[10] == "1.00", row  # rank-1 over every probe
+        assert all(float(row[i].replace(",", "")) > 0 for i in (11, 12, 13))  # export, import
 
 
 def test_verify_probe_compares_the_rules_on_every_identity_pair():

@@ -821,3 +821,70 @@ def test_a_replica_killed_under_enroll_load_loses_nothing_it_acknowledged(
             listed = survivor.get("/v1/galleries/survivors/faces", params={"limit": 1000}).json()
     assert len(acknowledged) >= 80  # every enroll through b, at least
     assert set(acknowledged) <= {f["faceId"] for f in listed["faces"]}
+
+
+# -- moving galleries between stores ---------------------------------------------------------
+def galleries_command(*args: str, env: dict[str, str]) -> str:
+    """``python -m face_api.galleries`` as the README runs it, on the store ``env`` names."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FACE_GALLERY_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "face_api.galleries", *args],
+        capture_output=True,
+        text=True,
+        env={**full_env, **env},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_a_gallery_moves_from_milvus_lite_to_a_server_and_back_with_the_same_answers(
+    tmp_path, imported_pack, milvus
+):
+    people = by_person()
+    probes = [photos[1] for photos in people.values() if len(photos) > 1]
+    lite = {"FACE_GALLERY_DIR": str(tmp_path / "lite")}
+    server = {"FACE_GALLERY_URI": milvus.uri}
+    again = {"FACE_GALLERY_DIR": str(tmp_path / "lite-again")}
+
+    def answers(url: str) -> list[list[tuple[str, str, float]]]:
+        found = []
+        with api_client(url) as client:
+            for photo in probes:
+                body = {"image": b64(photo), "maxResults": 3}
+                result = client.post("/v1/galleries/moved/search", json=body).json()
+                found.append(
+                    [
+                        (m["faceId"], m["subject"], round(m["score"], 4))
+                        for m in result["results"][0]["matches"]
+                    ]
+                )
+        return found
+
+    keys = {"FACE_API_KEYS": API_KEY}
+    with start_server(tmp_path / "lite.log", {**keys, **lite}) as first:
+        with api_client(first.url) as client:
+            for person, photos in people.items():
+                body = {"subject": person, "image": b64(photos[0]), "metadata": {"p": person}}
+                assert client.post("/v1/galleries/moved/faces", json=body).status_code == 200
+        before = answers(first.url)
+    assert len(before) >= 5 and all(len(a) == 3 for a in before)
+    # Milvus Lite: exported once its server stopped; into the Milvus server, which then serves it
+    galleries_command("export", "moved", str(tmp_path / "from-lite.gz"), env=lite)
+    galleries_command("import", str(tmp_path / "from-lite.gz"), env=server)
+    with start_server(tmp_path / "server.log", {**keys, **server}) as second:
+        assert answers(second.url) == before
+        # a Milvus server is exported from while it serves
+        galleries_command("export", "moved", str(tmp_path / "from-server.gz"), env=server)
+    galleries_command("import", str(tmp_path / "from-server.gz"), env=again)
+    with start_server(tmp_path / "again.log", {**keys, **again}) as third:
+        assert answers(third.url) == before
+        with api_client(third.url) as client:
+            faces = client.get("/v1/galleries/moved/faces").json()["faces"]
+    assert {f["metadata"]["p"] for f in faces} == set(people)
+    listed = galleries_command("list", env=server)
+    assert f"moved\t{imported_pack}\t512\t{len(people)}" in listed.splitlines()

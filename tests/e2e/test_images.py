@@ -328,6 +328,13 @@ def test_a_new_container_on_the_same_volume_finds_the_enrolled_face(cpu_image):
             entries = [line.split(" ", 1) for line in modes.splitlines()]
             assert ["700", "/data"] in entries and ["600", "/data/galleries.db"] in entries
             assert all(mode[1:] == "00" for mode, _ in entries), modes
+        # The README's export, in the image, on the volume the stopped container left.
+        [line] = [x for x in README_LINES if "face_api.galleries export --all /data/" in x]
+        args = shlex.split(line.removeprefix("$ "))[2:]  # after `docker run`
+        args[args.index("face-galleries:/data")] = f"{volume}:/data"
+        assert args[args.index("-w") + 2] == cpu_image.tag, line
+        exported = docker("run", *args, timeout=300)
+        assert "exported people: 1 faces to /data/moving/people.faces.jsonl.gz" in exported.stdout
         with container(cpu_image, volume=volume) as second:
             wait_healthy(second)
             found = post_file(second, "/v1/file/galleries/people/search", image=probe.read_bytes())
@@ -338,6 +345,7 @@ def test_a_new_container_on_the_same_volume_finds_the_enrolled_face(cpu_image):
         docker("volume", "rm", volume, check=False)
 
 
+README_LINES = (ROOT / "README.md").read_text().splitlines()
 MISSING_LIBRARY = re.compile(r"([\w.+-]+\.so(?:\.\d+)*): cannot open shared object file")
 
 
