@@ -4,7 +4,7 @@ POSTs are native BentoML APIs (so ``bentoml.SyncHTTPClient`` can call them); the
 (``face_api/http/info.py``) and the galleries' routes (``face_api/galleries/routes.py``) live in a
 FastAPI app mounted at /v1. What an endpoint does is ``face_api/http/face_endpoints.py``;
 ``@handled`` gives it the request deadline and the contract's errors, and the edge's layers
-(``face_api/http/layers.py``) come before it. The models run in ``InsightFaceRunner``, the
+(``face_api/http/edge.py``) come before it. The models run in ``InsightFaceRunner``, the
 galleries' store in ``GalleryStoreService`` (``runners/``). README, "How it works", draws the
 whole path.
 """
@@ -33,15 +33,13 @@ from face_api.galleries.routes import post_routes as gallery_post_routes
 from face_api.galleries.routes import router as gallery_router
 from face_api.galleries.store_client import GalleryStoreClient
 from face_api.http.admission import METRICS_PATH, PUBLIC_GET_PATHS
-from face_api.http.errors import validation_error_response
+from face_api.http.edge import edge_layers
+from face_api.http.error_responses import handled, validation_error_response
 from face_api.http.face_endpoints import FaceEndpoints, image_from_base64, image_from_file
-from face_api.http.handling import handled
 from face_api.http.info import ServedModel
 from face_api.http.info import router as info_router
-from face_api.http.layers import edge_layers
-from face_api.http.metrics import label_requests_by_route
+from face_api.http.observability import label_requests_by_route
 from face_api.http.openapi import contract_openapi
-from face_api.http.results import quality_bars
 from face_api.http.runner_client import RunnerClient
 from face_api.http.schemas import (
     CropReqBody,
@@ -66,6 +64,7 @@ from face_api.http.schemas import (
 from face_api.ops.limits import BACKSTOP_TIMEOUT_S, DETECT_MAX_RESULTS
 from face_api.ops.startup import refuse_to_start, start_worker
 from face_api.pipeline.features import feature_score
+from face_api.pipeline.quality import Bars
 from runners.gallery_service import GalleryStoreService
 from runners.insightface_runner import InsightFaceRunner
 
@@ -129,12 +128,10 @@ class FaceAPI:
                 "no API key configured: set FACE_API_KEYS (comma-separated) or FACE_API_KEYS_FILE "
                 "(one key a line), or switch key checks off explicitly with FACE_API_AUTH=off"
             )
-        runner = RunnerClient(self.runner)
+        runner = RunnerClient(self.runner, settings.max_results_cap)
         # What the endpoints and the gallery routes (their ``GalleryHost``) work with.
         self.served = ServedModel(runner, SERVICE_NAME)
-        self.faces = FaceEndpoints(
-            runner, self.served, quality_bars(settings), settings.max_results_cap
-        )
+        self.faces = FaceEndpoints(runner, self.served, Bars.from_settings(settings))
         self.galleries = GalleryStoreClient(
             self.gallery_store, self.served, settings.gallery_metadata_max_bytes
         )

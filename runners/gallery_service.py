@@ -25,7 +25,7 @@ from face_api.galleries import folder
 from face_api.galleries.store import GalleryStore, is_connection_failure
 from face_api.ops.errors import ApiError, Reply, replying
 from face_api.ops.settings import get_settings
-from face_api.ops.startup import refuse_to_start, start_worker
+from face_api.ops.startup import INTERNAL_CONNECTION, refuse_to_start, start_worker
 
 log = logging.getLogger("face_api.galleries")
 settings = get_settings()
@@ -40,9 +40,7 @@ Features = Annotated[np.ndarray, DType("float32")]
     # the store is safe to share (concurrent enrolls, drops and reads, from here or elsewhere).
     threads=GALLERY_THREADS,
     traffic={"timeout": settings.request_timeout_s},
-    # As for the runner: bentoml 1.4.40 recycles its client session every `max_requests` calls
-    # while others are in flight on it, and those fail with ServerDisconnectedError.
-    runner_connection={"max_requests": 10**9, "max_age": 1e9},
+    runner_connection=INTERNAL_CONNECTION,
 )
 class GalleryStoreService:
     def __init__(self) -> None:

@@ -25,12 +25,11 @@ from face_api.inference.backend import BatchedBackend
 from face_api.inference.engine import DeviceUnavailableError, FaceEngine, ModelPackError
 from face_api.inference.packs import get_pack, pack_tag
 from face_api.ops import environment
+from face_api.ops.context import RequestContext, serving
 from face_api.ops.errors import Reply, replying
 from face_api.ops.settings import get_settings
-from face_api.ops.startup import refuse_to_start, start_worker
-from face_api.ops.timing import Timings
-from face_api.pipeline.analysis import Analysis, FacePipeline
-from face_api.pipeline.faces import DetectSortType
+from face_api.ops.startup import INTERNAL_CONNECTION, refuse_to_start, start_worker
+from face_api.pipeline.analysis import FacePipeline, FaceQuery
 
 log = logging.getLogger("face_api.runner")
 settings = get_settings()
@@ -49,9 +48,7 @@ batch_rows = bentoml.metrics.Histogram(
     name="InsightFaceRunner",
     workers=settings.runner_workers,
     traffic={"timeout": settings.request_timeout_s},
-    # bentoml 1.4.40 closes its client session every `max_requests` calls while other calls are
-    # still in flight on it (async callers then see resets); a huge value avoids the recycling.
-    runner_connection={"max_requests": 10**9, "max_age": 1e9},
+    runner_connection=INTERNAL_CONNECTION,
     # An internal hop: the API's access log and trace spans cover each request. Not tracing the
     # runner's calls saves OpenTelemetry's middleware, 0.55 ms a call here (benchmarks/README.md).
     logging={"access": {"enabled": False}},
@@ -75,16 +72,17 @@ class InsightFaceRunner:
         pool = ThreadPoolExecutor(settings.image_threads, thread_name_prefix="face-images")
         self.pipeline = FacePipeline(
             BatchedBackend(
-                self.engine,
+                self.engine.detector,
+                self.engine.recognizer,
                 pool,
                 on_detect_batch=batch_rows.labels(method="detect").observe,
                 on_embed_batch=batch_rows.labels(method="embed").observe,
             ),
             det_size=settings.det_size,
-            crop_size=self.engine.crop_size,
+            crop_size=self.engine.recognizer.crop_size,
             max_pixels=settings.max_pixels,
             max_pixels_in_flight=settings.max_pixels_in_flight,
-            embed_chunk=self.engine.embed_max_batch,
+            embed_chunk=self.engine.recognizer.max_batch,
             pool=pool,
             norm_reference=self.engine.norm_reference,
         )
@@ -96,31 +94,22 @@ class InsightFaceRunner:
 
     @bentoml.api
     async def analyze(
-        self,
-        images: list[tuple[str, bytes]],
-        max_faces: int,
-        sort_type: int,
-        embed: bool,
-        quality: bool = False,
+        self, images: list[tuple[str, bytes]], query: dict[str, Any], request: dict[str, Any]
     ) -> Reply:
-        """Encoded images, each with the request field it came in -> per image ``faces``
-        ((K, 15) float32 in image pixels), ``embeddings`` ((K, D) or None), ``height``,
-        ``width``, ``quality`` ((K, M) measures in ``quality.MEASURES`` order, or None); or the
-        error of the first image that cannot be decoded."""
-        timings = Timings()
-        with replying(timings) as reply:
-            found = await self.pipeline.analyze(
-                images, max_faces, DetectSortType(sort_type), embed, timings, quality
-            )
-            reply.result = [_plain(a) for a in found]
+        """Encoded images, each with the request field it came in, and what the request asks of
+        them (``FaceQuery.to_wire()``) -> per image its ``Analysis`` (``to_wire()``); or the error
+        of the first image that cannot be decoded. ``request``: the request's context
+        (``RequestContext.to_wire()``)."""
+        with serving(RequestContext.from_wire(request)) as context, replying(context) as reply:
+            found = await self.pipeline.analyze(images, FaceQuery.from_wire(query))
+            reply.result = [analysis.to_wire() for analysis in found]
         return reply
 
     @bentoml.api
-    async def embed_crops(self, images: list[tuple[str, bytes]]) -> Reply:
+    async def embed_crops(self, images: list[tuple[str, bytes]], request: dict[str, Any]) -> Reply:
         """Encoded aligned crops, each with its request field -> (N, D) unit embeddings."""
-        timings = Timings()
-        with replying(timings) as reply:
-            reply.result = await self.pipeline.embed_crops(images, timings)
+        with serving(RequestContext.from_wire(request)) as context, replying(context) as reply:
+            reply.result = await self.pipeline.embed_crops(images)
         return reply
 
     @bentoml.api
@@ -134,15 +123,15 @@ class InsightFaceRunner:
             "detector": {
                 "file": engine.detector_file,
                 "input_size": [settings.det_size, settings.det_size],
-                "score_threshold": engine.detector_threshold,
-                "nms_threshold": engine.nms_threshold,
-                "max_batch": engine.detect_max_batch,
+                "score_threshold": engine.detector.threshold,
+                "nms_threshold": engine.detector.nms_threshold,
+                "max_batch": engine.detector.max_batch,
             },
             "recognizer": {
                 "file": engine.recognizer_file,
-                "input_size": [engine.crop_size, engine.crop_size],
-                "embedding_size": engine.embedding_size,
-                "runtime": engine.recognizer_runtime,
+                "input_size": [engine.recognizer.crop_size, engine.recognizer.crop_size],
+                "embedding_size": engine.recognizer.embedding_size,
+                "runtime": engine.recognizer.runtime,
             },
             "providers": engine.providers,
             "device": engine.device,
@@ -153,13 +142,3 @@ class InsightFaceRunner:
             if self.conflicts
             else None,
         }
-
-
-def _plain(analysis: Analysis) -> dict[str, Any]:
-    return {
-        "faces": analysis.faces,
-        "embeddings": analysis.embeddings,
-        "height": analysis.height,
-        "width": analysis.width,
-        "quality": analysis.quality,
-    }

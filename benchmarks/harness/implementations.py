@@ -44,20 +44,15 @@ class InProcess:
     """Our pipeline and engine without HTTP (the code the runner runs, minus its batching)."""
 
     def __init__(self, engine) -> None:
-        from face_api.pipeline.analysis import EngineBackend, FacePipeline
+        from face_api.pipeline.analysis import FacePipeline
 
-        self.pipeline = FacePipeline(
-            EngineBackend(engine), det_size=640, crop_size=engine.crop_size, max_pixels=40_000_000
-        )
+        self.pipeline = FacePipeline.in_process(engine)
         self.loop = asyncio.new_event_loop()
 
     def _analyze(self, photo: Photo, max_faces: int, embed: bool):
-        from face_api.ops.timing import Timings
-        from face_api.pipeline.faces import DetectSortType
+        from face_api.pipeline.analysis import FaceQuery
 
-        work = self.pipeline.analyze(
-            [("image", photo.data)], max_faces, DetectSortType.AREA, embed, Timings()
-        )
+        work = self.pipeline.analyze([("image", photo.data)], FaceQuery(max_faces, embed=embed))
         return self.loop.run_until_complete(work)[0]
 
     def detect(self, photo: Photo) -> int:
@@ -70,7 +65,5 @@ class InProcess:
         return self._analyze(photo, 1, embed=True).embeddings[0]
 
     def embed_crop(self, crop: Photo) -> int:
-        from face_api.ops.timing import Timings
-
-        work = self.pipeline.embed_crops([("image", crop.data)], Timings())
+        work = self.pipeline.embed_crops([("image", crop.data)])
         return len(self.loop.run_until_complete(work))

@@ -45,8 +45,8 @@ def aligned_crops(photos: list[Photo], engine) -> list[Photo]:
     for photo in photos:
         image = cv2.imdecode(np.frombuffer(photo.data, np.uint8), cv2.IMREAD_COLOR)
         boxed = letterbox(image, 640)
-        rows = to_image(engine.detect(boxed.canvas[np.newaxis])[0], boxed.scale)
+        rows = to_image(engine.detector.detect(boxed.canvas[np.newaxis])[0], boxed.scale)
         face = select_faces(rows, DetectSortType.AREA, 1)
-        crop = align_faces(image, face, engine.crop_size)[0]
+        crop = align_faces(image, face, engine.recognizer.crop_size)[0]
         crops.append(Photo(f"{photo.name}.png", cv2.imencode(".png", crop)[1].tobytes()))
     return crops

@@ -93,21 +93,14 @@ def collect(pack_dir: Path, quick: bool) -> Run:
     from face_api.inference.engine import FaceEngine
     from face_api.inference.packs import DEFAULT_MATCH_THRESHOLD, KNOWN_MATCH_THRESHOLDS
     from face_api.ops.settings import Settings
-    from face_api.ops.timing import Timings
-    from face_api.pipeline.analysis import EngineBackend, FacePipeline
-    from face_api.pipeline.faces import DetectSortType
+    from face_api.pipeline.analysis import FacePipeline, FaceQuery
 
     engine = FaceEngine(pack_dir, Settings(device="cpu"))
-    pipeline = FacePipeline(
-        EngineBackend(engine), 640, engine.crop_size, 40_000_000,
-        norm_reference=engine.norm_reference,
-    )  # fmt: skip
+    pipeline = FacePipeline.in_process(engine)
 
     def analyse(image: np.ndarray, faces: int, embed: bool, quality: bool) -> Any:
         data = cv2.imencode(".png", image)[1].tobytes()
-        work = pipeline.analyze(
-            [("image", data)], faces, DetectSortType.AREA, embed, Timings(), quality
-        )
+        work = pipeline.analyze([("image", data)], FaceQuery(faces, embed=embed, quality=quality))
         return asyncio.run(work)[0]
 
     photos = IDENTITIES[::4] if quick else IDENTITIES
@@ -239,12 +232,11 @@ def fit_report(run: Run) -> list[str]:
     """The line fitted on every face, and the rule held out: fitted without one person (or one
     kind of degradation), its bar chosen on the rest, judged on the one left out (with AUTO's
     other bars: size, detector score, pose)."""
-    from face_api.http.results import quality_bars
     from face_api.ops.settings import Settings
-    from face_api.pipeline.quality import MEASURES, QualityFilter, refusals
+    from face_api.pipeline.quality import MEASURES, Bars, QualityFilter, refusals
 
     settings = Settings()
-    bars = quality_bars(settings)
+    bars = Bars.from_settings(settings)
     column = MEASURES.index("recognizability")
     found = [f for f in run.faces if f.found]
     # Whether each face clears AUTO's bars other than recognizability.
@@ -333,11 +325,10 @@ def roc_auc(scores: Iterable[float], labels: Iterable[bool]) -> float:
 
 
 def report(run: Run) -> list[str]:
-    from face_api.http.results import quality_bars
     from face_api.ops.settings import Settings
-    from face_api.pipeline.quality import MEASURES, QualityFilter, refusals
+    from face_api.pipeline.quality import MEASURES, Bars, QualityFilter, refusals
 
-    bars = quality_bars(Settings())
+    bars = Bars.from_settings(Settings())
     col = {name: i for i, name in enumerate(MEASURES)}
     found = [f for f in run.faces if f.found]
     verdicts = {id(f): bars.judge(f.row, f.measures) for f in found}

@@ -26,16 +26,13 @@ def embeddings(pack_dir: Path, photos: list[Path]) -> dict[Path, np.ndarray]:
     os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="face-probe-"))
     from face_api.inference.engine import FaceEngine
     from face_api.ops.settings import Settings
-    from face_api.ops.timing import Timings
-    from face_api.pipeline.analysis import EngineBackend, FacePipeline
-    from face_api.pipeline.faces import DetectSortType
+    from face_api.pipeline.analysis import FacePipeline, FaceQuery
 
-    engine = FaceEngine(pack_dir, Settings(device="cpu"))
-    pipeline = FacePipeline(EngineBackend(engine), 640, engine.crop_size, 40_000_000)
+    pipeline = FacePipeline.in_process(FaceEngine(pack_dir, Settings(device="cpu")))
 
     async def largest(photo: Path) -> np.ndarray:
         images = [("image", photo.read_bytes())]
-        (found,) = await pipeline.analyze(images, 1, DetectSortType.AREA, True, Timings())
+        (found,) = await pipeline.analyze(images, FaceQuery(1))
         return found.embeddings[0]
 
     return {photo: asyncio.run(largest(photo)) for photo in photos}

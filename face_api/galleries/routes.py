@@ -47,8 +47,8 @@ from face_api.galleries.schemas import (
     VerifyResponse,
 )
 from face_api.galleries.store_client import GalleryStoreClient
-from face_api.http.face_endpoints import FaceEndpoints
-from face_api.http.handling import handled
+from face_api.http.error_responses import handled
+from face_api.http.face_endpoints import FaceEndpoints, detect_results
 from face_api.http.info import ServedModel
 from face_api.http.schemas import ErrorMessage
 from face_api.ops.errors import ApiError
@@ -60,7 +60,7 @@ from face_api.ops.limits import (
     SEARCH_MAX_RESULTS,
     SUBJECT_MAX_CHARS,
 )
-from face_api.pipeline.analysis import Analysis
+from face_api.pipeline.analysis import Analysis, FaceQuery
 from face_api.pipeline.features import decode_feature
 from face_api.pipeline.images import decode_base64
 from face_api.pipeline.quality import QualityFilter, refusals
@@ -136,7 +136,8 @@ async def _probes(
     if feature is not None:
         return decode_feature(feature, "feature")[np.newaxis], None
     data = decode_base64(image, "image") if isinstance(image, str) else image
-    found = await svc.faces.analyze(("image", data), limit if all_faces else 1, True, quality)
+    query = FaceQuery(limit if all_faces else 1, quality=quality)
+    (found,) = await svc.faces.runner.analyze([("image", data)], query)
     if not len(found.faces):
         raise ApiError.invalid("image", "no face found in the image", "value_error.no_face")
     return found.embeddings, found
@@ -144,7 +145,7 @@ async def _probes(
 
 def _detects(svc: GalleryHost, found: Analysis | None) -> list[Any]:
     """Each probe's face_detect: None for a feature."""
-    return [None] if found is None else svc.faces.face_detects(found)
+    return [None] if found is None else detect_results(found, svc.faces.bars)
 
 
 def _sift(
@@ -154,7 +155,7 @@ def _sift(
     quality and the reasons it was refused; a 422 naming the reasons when none clears it."""
     passing: list[int] = []
     refused: list[UnindexedFace] = []
-    detects = svc.faces.face_detects(found)
+    detects = detect_results(found, svc.faces.bars)
     for i, (face, measures) in enumerate(zip(found.faces, found.quality, strict=True)):
         reasons = refusals(svc.faces.bars.judge(face, measures), bar)
         if reasons:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from face_api.galleries.rules import check_metadata
-from face_api.http.errors import BACKEND_ERRORS
+from face_api.http.error_responses import BACKEND_ERRORS
 from face_api.http.info import ServedModel
 from face_api.ops.errors import ApiError, Reply
 

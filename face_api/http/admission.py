@@ -1,14 +1,25 @@
 """Which requests the edge takes: a configured API key (401), room in flight (429), a body
-within the limit (413). Each answers before any later layer, or the endpoint, does work."""
+within the limit (413), a body of the kind its route takes (422). Each answers before any later
+layer, or the endpoint, does work."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
 
 from face_api.http.asgi import (
+    API_PREFIX,
     BODY,
+    FILE_PREFIX,
+    FORM_CONTENT_TYPES,
     ASGIApp,
     BodyTooLargeError,
     Receive,
@@ -18,8 +29,10 @@ from face_api.http.asgi import (
     is_api_post,
     read_body,
     replay,
-    send_error,
+    route_pattern,
+    with_header,
 )
+from face_api.http.error_responses import send_error
 from face_api.ops.errors import ApiError
 
 # What anyone may GET without a key: liveness and what is served (``/v1/health``,
@@ -30,7 +43,8 @@ from face_api.ops.errors import ApiError
 PUBLIC_GET_PATHS = frozenset(
     {"/v1/health", "/", "/docs", "/docs.json", "/schema.json", "/livez", "/readyz", "/healthz"}
 )
-PUBLIC_GET_PREFIXES = ("/v1/info/",)
+# The docs page's own assets (Swagger UI), which BentoML serves under /static_content/.
+PUBLIC_GET_PREFIXES = ("/v1/info/", "/static_content/")
 METRICS_PATH = "/metrics"
 
 
@@ -172,3 +186,124 @@ class BodyLimitMiddleware:
         message = f"request body is over the limit of {self.max_bytes} bytes"
         error = ApiError(413, message)
         await send_error(error, scope, receive, send, connection="close")
+
+
+class RequestBodyMiddleware:
+    """422 for a body that does not fit its route's kind, before any parser sees it.
+
+    JSON routes: the body must be text, to be parsed as JSON by the route (any content type; it
+    is handed on as ``application/json``). A multipart or form body is answered with the route's
+    ``/v1/file/`` twin where there is one: sending an upload to ``/v1/detect`` is the everyday
+    mix-up.
+    Without this, BentoML's parser and FastAPI's error encoder raised on non-UTF-8 bytes (500).
+
+    Multipart routes: the file fields must hold files. BentoML would treat a text value as a URL
+    and download it; a face API must never fetch URLs on a client's behalf. Starlette's multipart
+    errors become 422.
+
+    It checks the body the body limit's layer read (``BODY`` in the scope).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        json_routes: Iterable[str],
+        file_routes: Mapping[str, tuple[str, ...]],
+    ) -> None:
+        self.app = app
+        # One pattern for every JSON route: one match a request.
+        self.json_routes = re.compile(
+            "|".join(f"(?:{route_pattern(t).pattern})" for t in json_routes) or "(?!)",
+            re.DOTALL,
+        )
+        # path pattern -> names of its file fields
+        self.file_routes = [(route_pattern(t), fields) for t, fields in file_routes.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not is_api_post(scope):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        fields = None
+        for pattern, names in self.file_routes:
+            if pattern.fullmatch(path):
+                fields = names
+                break
+        is_json = fields is None and self.json_routes.fullmatch(path) is not None
+        if fields is None and not is_json:
+            await self.app(scope, receive, send)  # not ours: the app answers 404/405
+            return
+        body: bytes = scope[BODY]
+        kind = (header(scope, b"content-type") or b"").decode("latin-1").strip().lower()
+        if not is_json:
+            errors = await self._check_upload(kind, scope, body, fields or ())
+        elif kind.startswith(FORM_CONTENT_TYPES):
+            errors = [self._form_sent_to(path)]
+        else:
+            errors = []
+            # Parsed once, by the route's own parser (its JSON errors become 422s in
+            # error_responses.py); only text that is no UTF-8 is stopped here: BentoML's parser
+            # and FastAPI's error encoder raised on it (500).
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                message = "the body is not JSON: it is not text in UTF-8"
+                errors = [{"type": "json_invalid", "loc": ["body", 0], "msg": message}]
+            scope = with_header(scope, b"content-type", b"application/json")
+        if errors:
+            await send_error(ApiError.invalid_items(errors), scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _form_sent_to(self, path: str) -> dict[str, Any]:
+        twin = FILE_PREFIX + path.removeprefix(API_PREFIX)
+        has_twin = any(pattern.fullmatch(twin) for pattern, _ in self.file_routes)
+        message = (
+            f"{path} takes a JSON body (content-type: application/json) with images as "
+            "base64 strings, not a form"
+        )
+        if has_twin:
+            message += f"; to upload image files as multipart/form-data, use {twin}"
+        return {"type": "value_error.content_type", "loc": ["body"], "msg": message}
+
+    @staticmethod
+    async def _check_upload(
+        kind: str, scope: Scope, body: bytes, fields: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        if not kind.startswith(FORM_CONTENT_TYPES):
+            return [
+                {
+                    "type": "value_error.content_type",
+                    "loc": ["body"],
+                    "msg": "expected a multipart/form-data body with the image as a file part",
+                }
+            ]
+        request = Request(scope, replay(body))
+        try:
+            form = await request.form()
+        except (MultiPartException, HTTPException, ValueError, KeyError) as exc:
+            # Starlette raises HTTPException(400) for malformed multipart, meant for an app's
+            # exception handler; raised out of a middleware it left the client waiting (found by
+            # the schemathesis test): it is answered here.
+            message = exc.detail if isinstance(exc, HTTPException) else str(exc)
+            return [{"type": "value_error.multipart", "loc": ["body"], "msg": message}]
+        try:
+            errors = []
+            for name in fields:
+                values = form.getlist(name)
+                if not values:
+                    errors.append(
+                        {"type": "missing", "loc": ["body", name], "msg": "Field required"}
+                    )
+                elif not all(isinstance(v, UploadFile) for v in values):
+                    errors.append(
+                        {
+                            "type": "value_error.upload",
+                            "loc": ["body", name],
+                            "msg": f"Expected a file upload in {name!r}, received text (URLs are "
+                            "never fetched)",
+                        }
+                    )
+            return errors
+        finally:
+            await form.close()

@@ -1,14 +1,10 @@
-"""What the edge's layers share: ASGI types, reading a request's headers and body, and sending
-an ``ApiError`` as the contract's answer."""
+"""What the edge's layers share: ASGI types, and reading a request's headers and body."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-
-from face_api.http.errors import error_response
-from face_api.ops.errors import ApiError
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -39,13 +35,13 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def content_type(scope: Scope) -> str:
-    return (header(scope, b"content-type") or b"").decode("latin-1").strip().lower()
-
-
 def with_header(scope: Scope, name: bytes, value: bytes) -> Scope:
-    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != name]
-    return {**scope, "headers": [*headers, (name, value)]}
+    headers = []
+    for key, kept in scope.get("headers", ()):
+        if key.lower() != name:
+            headers.append((key, kept))
+    headers.append((name, value))
+    return {**scope, "headers": headers}
 
 
 def route_pattern(template: str) -> re.Pattern[str]:
@@ -96,9 +92,3 @@ def replay(body: bytes) -> Receive:
         return {"type": "http.disconnect"}
 
     return receive
-
-
-async def send_error(
-    error: ApiError, scope: Scope, receive: Receive, send: Send, **headers: str
-) -> None:
-    await error_response(error, headers)(scope, receive, send)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from face_api import __version__
-from face_api.http.errors import error_response
+from face_api.http.error_responses import error_response
 from face_api.http.runner_client import RunnerClient
 from face_api.http.schemas import ErrorMessage, HealthResponse, ModelDetail, ModelNames, ServerInfo
 from face_api.ops.errors import RETRY_AFTER_S, ApiError
@@ -50,7 +50,6 @@ class ServedModel:
         return JSONResponse({"status": "ok"})
 
     async def server_info(self) -> ServerInfo:
-        import bentoml
         import insightface
 
         info = await self.info()

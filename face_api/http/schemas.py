@@ -6,6 +6,8 @@ reference's own snake_case ``face_detect``) are aliases, used both for reading a
 
 from __future__ import annotations
 
+from functools import partial
+from operator import is_
 from typing import Annotated, Literal
 
 from annotated_types import Ge, Le
@@ -182,7 +184,7 @@ class DetectResult(WireModel):
     landmarks: list[Landmark] = Field(default_factory=list)
     quality: FaceQuality | None = Field(
         None,
-        exclude_if=lambda value: value is None,  # without returnQuality: today's answer exactly
+        exclude_if=partial(is_, None),  # without returnQuality: today's answer exactly
         json_schema_extra=SENT_WHEN_ASKED,
     )
 

@@ -1,9 +1,9 @@
 """The model side without BentoML: ONNX Runtime sessions of one insightface pack, and their calls.
 
 Built from insightface's own model classes (``SCRFD``, ``ArcFaceONNX`` via ``model_zoo.get_model``),
-so preprocessing, anchor decoding and NMS are insightface's; the detector runs whole batches
-(``detector.py``). ``backend.py`` puts it behind continuous batchers, which
-``runners/insightface_runner.py`` serves as a BentoML service; the benchmarks call it in process.
+so preprocessing, anchor decoding and NMS are insightface's; both run whole batches
+(``models.py``). ``backend.py`` calls the two models, behind continuous batchers in the runner
+(``runners/insightface_runner.py``) or directly in the benchmarks.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from insightface.model_zoo import model_zoo
 from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 from insightface.model_zoo.scrfd import SCRFD
 
-from face_api.inference.buckets import batch_buckets, padded_to_bucket
-from face_api.inference.detector import BatchedDetector
+from face_api.inference.models import BatchedDetector, BatchedRecognizer
 from face_api.inference.vectors import normalize
 from face_api.ops import environment
 from face_api.ops.settings import Settings
@@ -156,7 +155,9 @@ class FaceEngine:
             normalize_in_graph=on_cuda,
             pad_to_buckets=on_cuda,
         )
-        self.recognizer: ArcFaceONNX = self._recognizer(arcface.model_file, wanted, options)
+        self.recognizer: BatchedRecognizer = BatchedRecognizer(
+            self._recognizer(arcface.model_file, wanted, options), settings.embed_max_batch_size
+        )
         self._warm_up()
         self.norm_reference: float | None = self._norm_reference()
         # What the sessions run on, which is not always what was asked for: ONNX Runtime falls
@@ -175,7 +176,7 @@ class FaceEngine:
             "use %s, %d intra-op threads",
             self.pack_name,
             self.detector_file,
-            self.detect_max_batch,
+            self.detector.max_batch,
             self.recognizer_file,
             self.providers,
             settings.intra_op_threads,
@@ -201,43 +202,6 @@ class FaceEngine:
             session = ort.InferenceSession(model_file, sess_options=options, providers=providers)
         return ArcFaceONNX(model_file=model_file, session=session)
 
-    @property
-    def recognizer_runtime(self) -> str:
-        return self.recognizer.session.get_providers()[0]
-
-    # -- properties the API side needs -------------------------------------------------------
-    @property
-    def crop_size(self) -> int:
-        return int(self.recognizer.input_size[0])
-
-    @property
-    def embedding_size(self) -> int:
-        return int(self.recognizer.output_shape[-1])
-
-    @property
-    def detector_threshold(self) -> float:
-        """The lowest detection score kept."""
-        return self.detector.threshold
-
-    @property
-    def nms_threshold(self) -> float:
-        return self.detector.nms_threshold
-
-    @property
-    def detector_input_shape(self) -> list[Any]:
-        """The detector graph's input shape as its file declares it (e.g. ``[1, 3, "?", "?"]``)."""
-        return list(self.detector.reference.input_shape)
-
-    @property
-    def detect_max_batch(self) -> int:
-        """The most canvases a detection pass takes (1 after a failed batching self-check)."""
-        return self.detector.max_batch
-
-    @property
-    def embed_max_batch(self) -> int:
-        """The most crops a recognition pass takes."""
-        return self.settings.embed_max_batch_size
-
     def _providers_in_use(self) -> list[str]:
         in_use: list[str] = []
         for session in (self.detector.session, self.recognizer.session):
@@ -249,9 +213,7 @@ class FaceEngine:
     def _warm_up(self) -> None:
         """Run every input shape once, so no request pays for a first run (or a cuDNN search)."""
         self.detector.warm_up()
-        shapes = batch_buckets(self.embed_max_batch) if self._pads_batches else [1]
-        for n in shapes:
-            self.embed(np.zeros((n, self.crop_size, self.crop_size, 3), dtype=np.uint8))
+        self.recognizer.warm_up()
 
     def _norm_reference(self) -> float | None:
         """The recognizer's embedding norm for ``REFERENCE_FACE``: norms are on each model's own
@@ -260,51 +222,13 @@ class FaceEngine:
         if crop is None:
             log.warning("no face at %s: quality reads norms on w600k_mbf's scale", REFERENCE_FACE)
             return None
-        crop = cv2.resize(crop, (self.crop_size, self.crop_size), interpolation=cv2.INTER_AREA)
-        return float(np.linalg.norm(self.features(crop[np.newaxis])[0]))
-
-    @property
-    def _pads_batches(self) -> bool:
-        # On CUDA every new batch size is a new input shape: a cuDNN algorithm search and new
-        # kernels (measured on an H100: a 161-face request took 0.86 s instead of 0.1 s). So
-        # batches are padded to powers of two, all warmed up at start. On CPU padding only costs.
-        return CUDA in self.recognizer.session.get_providers()
-
-    # -- inference ---------------------------------------------------------------------------
-    def detect(self, canvases: np.ndarray) -> list[np.ndarray]:
-        """(N, S, S, 3) uint8 letterboxed BGR canvases -> per canvas, (K, 15) float32
-        detections in canvas pixels, best score first."""
-        return self.detector.detect(canvases)
-
-    def forward_canvases(self, canvases: np.ndarray) -> list[list[np.ndarray]]:
-        """``detect`` without the decoding: each canvas's raw outputs, in passes of up to
-        ``detect_max_batch`` canvases. ``decode`` turns one canvas's into its detections, on any
-        thread."""
-        return self.detector.forward_images(canvases)
-
-    def decode(self, outputs: list[np.ndarray]) -> np.ndarray:
-        """One canvas's raw outputs (from ``forward_canvases``) -> its (K, 15) detections, as
-        ``detect`` answers them (anchors, NMS)."""
-        return self.detector.decode(outputs)
+        size = self.recognizer.crop_size
+        crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        return float(np.linalg.norm(self.recognizer.features(crop[np.newaxis])[0]))
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """(N, 112, 112, 3) uint8 aligned BGR crops -> (N, D) float32 unit embeddings."""
-        return normalize(self.features(crops))
-
-    def features(self, crops: np.ndarray) -> np.ndarray:
-        """The recognizer's raw (N, D) outputs for aligned crops: their norms are a quality
-        signal, lost once normalized."""
-        if len(crops) == 0:
-            return np.zeros((0, self.embedding_size), dtype=np.float32)
-        if not self._pads_batches:
-            return np.asarray(self.recognizer.get_feat(list(crops)), np.float32)
-        most = self.embed_max_batch
-        out = []
-        for start in range(0, len(crops), most):
-            chunk = crops[start : start + most]
-            padded = padded_to_bucket(chunk, most)
-            out.append(self.recognizer.get_feat(list(padded))[: len(chunk)])
-        return np.asarray(np.concatenate(out), np.float32)
+        return normalize(self.recognizer.features(crops))
 
 
 def route_pack(pack_dir: Path) -> tuple[SCRFD, ArcFaceONNX]:

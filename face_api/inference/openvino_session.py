@@ -65,6 +65,7 @@ class OpenVINOSession:
 
         self._inputs = ports(model.inputs)
         self._outputs = ports(model.outputs)
+        self._output_names = [port.name for port in self._outputs]
 
     def get_inputs(self) -> list[_Port]:
         return self._inputs
@@ -79,7 +80,13 @@ class OpenVINOSession:
         batch = len(next(iter(feed.values())))
         compiled = self._single if batch == 1 and self._single is not None else self._compiled
         request = compiled.create_infer_request()
-        results = request.infer({name: np.ascontiguousarray(v) for name, v in feed.items()})
-        by_name = {port.get_any_name(): value for port, value in results.items()}
-        names = output_names or [o.name for o in self._outputs]
-        return [np.asarray(by_name[name]) for name in names]
+        inputs = {}
+        for name, value in feed.items():
+            inputs[name] = np.ascontiguousarray(value)
+        by_name = {}
+        for port, value in request.infer(inputs).items():
+            by_name[port.get_any_name()] = value
+        out = []
+        for name in output_names or self._output_names:
+            out.append(np.asarray(by_name[name]))
+        return out

@@ -128,9 +128,9 @@ def import_pack(
             "files": {f.name: sha256_of(f) for f in files},
             "detector": engine.detector_file,
             "recognizer": engine.recognizer_file,
-            "detector_input": engine.detector_input_shape,
-            "recognizer_input_size": engine.crop_size,
-            "embedding_size": engine.embedding_size,
+            "detector_input": list(engine.detector.reference.input_shape),
+            "recognizer_input_size": engine.recognizer.crop_size,
+            "embedding_size": engine.recognizer.embedding_size,
             "match_threshold": threshold,
             "match_threshold_measured": how,
         }

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from face_api.ops.timing import Timings, since_ms
+from face_api.ops.context import RequestContext, since_ms
 
 RETRY_AFTER_S = 1
 # Answers a client may simply send again, a little later.
@@ -115,15 +115,16 @@ SERVICE_STAGE = "service"
 
 
 @contextmanager
-def replying(timings: Timings | None = None) -> Iterator[Reply]:
+def replying(context: RequestContext | None = None) -> Iterator[Reply]:
     """A service call's ``Reply``: the block sets ``reply.result``; an ``ApiError`` raised in it
-    becomes ``reply.error``. With ``timings``, the reply carries them and the call's own time."""
+    becomes ``reply.error``. With the request's ``context``, the reply carries its stages and the
+    call's own time."""
     start = time.perf_counter()
     reply = Reply()
     try:
         yield reply
     except ApiError as error:
         reply.result, reply.error = None, error.to_wire()
-    if timings is not None:
-        timings.add(SERVICE_STAGE, since_ms(start))
-        reply.timings = timings.ms
+    if context is not None:
+        context.add(SERVICE_STAGE, since_ms(start))
+        reply.timings = context.ms

@@ -4,7 +4,8 @@ no client data in BentoML's error lines."""
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
+
+from face_api.ops.context import RequestIdLogFilter
 
 # The loggers through which BentoML reports a request it could not take (``log_exception``).
 BENTOML_REQUEST_LOGGERS = ("bentoml._internal.server.http_app", "bentoml.serve")
@@ -28,21 +29,6 @@ def enable_service_logging() -> None:
     access = logging.getLogger(BENTOML_ACCESS_LOGGER)
     if not any(isinstance(f, RequestIdLogFilter) for f in access.filters):
         access.addFilter(RequestIdLogFilter())
-
-
-# The id of the request being served (set by the HTTP edge's ``RequestIdMiddleware``).
-request_id: ContextVar[str | None] = ContextVar("face_api_request_id", default=None)
-
-
-class RequestIdLogFilter(logging.Filter):
-    """Adds the request's ``x-request-id`` to BentoML's access log line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        value = request_id.get()
-        if value is not None and isinstance(record.args, tuple):
-            record.msg = f"{record.msg} (request_id=%s)"
-            record.args = (*record.args, value)
-        return True
 
 
 class RedactClientErrors(logging.Filter):

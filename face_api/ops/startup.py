@@ -16,6 +16,11 @@ from typing import NoReturn
 from face_api.ops import logs
 
 log = logging.getLogger("face_api")
+# How the API workers' clients of the internal services (the runner, the gallery service) keep
+# their connections: bentoml 1.4.40 closes a client session every `max_requests` calls while
+# other calls are still in flight on it (async callers then see resets); huge values avoid the
+# recycling.
+INTERNAL_CONNECTION = {"max_requests": 10**9, "max_age": 1e9}
 
 
 # OpenCV bounds every decode by this many pixels, read from the header before any pixel is

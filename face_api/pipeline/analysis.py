@@ -5,7 +5,12 @@ process, beside the models, so a request crosses from the API worker once, as th
 the client sent (a 640x480 JPEG is about 37 KB, where a letterboxed canvas was 1.2 MB), and the
 pixels stay where they were decoded. The pixel work (decode, letterbox, alignment) runs on a pool
 of threads, since OpenCV releases the GIL; detection and recognition go through an
-``InferenceBackend`` (the runner's batchers, or the engine itself in benchmarks and tests).
+``InferenceBackend`` (``face_api/inference/backend.py``: the runner's batchers, or the models
+called at once in benchmarks and tests).
+
+What a request asks of it is one ``FaceQuery``, and what it answers per image one ``Analysis``;
+each crosses between the API worker and the runner as ``to_wire()`` / ``from_wire()``. The stages
+it times go to the request's context (``face_api/ops/context.py``).
 """
 
 from __future__ import annotations
@@ -14,25 +19,24 @@ import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from face_api.inference.vectors import normalize
+from face_api.ops.context import current
 from face_api.ops.errors import ApiError
-from face_api.ops.timing import Timings
 from face_api.pipeline import quality
 from face_api.pipeline.faces import (
     DetectSortType,
-    Letterbox,
     align_faces,
     clip_boxes,
     letterbox,
     select_faces,
     to_image_coordinates,
 )
-from face_api.pipeline.images import decode_image, pixels_to_hold
+from face_api.pipeline.images import checked_pixels, decode_image
 
 T = TypeVar("T")
 SMALL_IMAGE_PIXELS = 256 * 256
@@ -40,26 +44,28 @@ EncodedImage = tuple[str, bytes]  # (the request field it came in, its encoded b
 
 
 class InferenceBackend(Protocol):
-    async def detect(self, canvases: np.ndarray, timings: Timings) -> list[np.ndarray]: ...
+    async def detect(self, canvases: np.ndarray) -> list[np.ndarray]: ...
     # The recognizer's raw outputs: the pipeline normalizes them, keeping their norms.
-    async def embed(self, crops: np.ndarray, timings: Timings) -> np.ndarray: ...
+    async def embed(self, crops: np.ndarray) -> np.ndarray: ...
 
 
-class EngineBackend:
-    """An in-process engine (blocking ``detect``/``embed``, as ``inference.engine.FaceEngine``)
-    as an ``InferenceBackend``: the same pipeline without the runner's batching, for benchmarks
-    and tests."""
+@dataclass(frozen=True)
+class FaceQuery:
+    """What a request asks of an image: its first ``max_faces`` faces in ``sort_type`` order,
+    their embeddings if ``embed``, their quality measures if ``quality`` (which embeds them too:
+    the embedding's norm is the quality's main measure)."""
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
+    max_faces: int
+    sort_type: DetectSortType = DetectSortType.AREA
+    embed: bool = True
+    quality: bool = False
 
-    async def detect(self, canvases: np.ndarray, timings: Timings) -> list[np.ndarray]:
-        with timings.stage("detect"):
-            return self.engine.detect(canvases)
+    def to_wire(self) -> dict[str, Any]:
+        return {**asdict(self), "sort_type": int(self.sort_type)}
 
-    async def embed(self, crops: np.ndarray, timings: Timings) -> np.ndarray:
-        with timings.stage("embed"):
-            return self.engine.features(crops)
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> FaceQuery:
+        return cls(**{**data, "sort_type": DetectSortType(data["sort_type"])})
 
 
 @dataclass
@@ -73,6 +79,13 @@ class Analysis:
     width: int
     # (K, len(quality.MEASURES)) per face, in that order, when asked for.
     quality: np.ndarray | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return dict(vars(self))  # the arrays as they are: BentoML carries them
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Analysis:
+        return cls(**data)
 
 
 class PixelBudget:
@@ -128,80 +141,79 @@ class FacePipeline:
         self.crop_size = crop_size
         self.max_pixels = max_pixels
         self.budget = PixelBudget(max_pixels_in_flight)
+        # The pixel work, as the pool's threads run it (partials: no frame of their own).
+        self._decode = partial(decode_image, max_pixels=max_pixels, checked=True)
+        self._letterbox = partial(letterbox, size=det_size)
+        self._align = partial(align_faces, crop_size=crop_size)
         self.embed_chunk = embed_chunk
         self.pool = pool or ThreadPoolExecutor(1, thread_name_prefix="face-images")
         # The recognizer's norm for a good face (``FaceEngine.norm_reference``): the scale the
         # quality's embedding norm is read against.
         self.norm_reference = norm_reference or quality.DEFAULT_NORM_REFERENCE
 
-    async def _in_pool(self, work: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
+    @classmethod
+    def in_process(cls, engine: Any, max_pixels: int = 40_000_000) -> FacePipeline:
+        """The pipeline on an ``inference.engine.FaceEngine``'s models called at once, without
+        the runner's batching: for benchmarks and tests."""
+        from face_api.inference.backend import EngineBackend
+
+        return cls(
+            EngineBackend(engine.detector, engine.recognizer),
+            det_size=engine.settings.det_size,
+            crop_size=engine.recognizer.crop_size,
+            max_pixels=max_pixels,
+            norm_reference=engine.norm_reference,
+        )
 
     async def _each(self, work: Callable[..., T], *per_item: Sequence[Any]) -> list[T]:
         """``work`` on every item, concurrently on the pool."""
-        calls = [self._in_pool(work, *args) for args in zip(*per_item, strict=True)]
+        loop = asyncio.get_running_loop()
+        calls = [loop.run_in_executor(self.pool, work, *a) for a in zip(*per_item, strict=True)]
         return list(await asyncio.gather(*calls))
-
-    def _decode(self, image: EncodedImage) -> np.ndarray:
-        field, data = image
-        return decode_image(data, field, self.max_pixels)
 
     async def _decode_all(
         self, images: Sequence[EncodedImage], pixels: Sequence[int]
     ) -> list[np.ndarray]:
         """Decoded on the pool, except small images (a 112x112 crop, say, or bytes no decoder
         reads): their decode is cheaper than a thread hop (0.3 ms against 0.7 ms measured
-        here). ``pixels``: each image's, as its header tells (``pixels_to_hold``)."""
-        if all(n <= SMALL_IMAGE_PIXELS for n in pixels):
-            return [self._decode(image) for image in images]
-        return await self._each(self._decode, images)
+        here). ``pixels``: each image's, as its header told (``checked_pixels``)."""
+        fields, datas = zip(*images, strict=True)
+        if max(pixels) <= SMALL_IMAGE_PIXELS:
+            return [self._decode(data, field) for field, data in images]
+        return await self._each(self._decode, datas, fields)
 
-    def _letterbox(self, image: np.ndarray) -> Letterbox:
-        return letterbox(image, self.det_size)
-
-    def _align(self, image: np.ndarray, faces: np.ndarray) -> np.ndarray:
-        return align_faces(image, faces, self.crop_size)
-
-    async def analyze(
-        self,
-        images: Sequence[EncodedImage],
-        max_faces: int,
-        sort_type: DetectSortType,
-        embed: bool,
-        timings: Timings,
-        quality: bool = False,
-    ) -> list[Analysis]:
-        """Every image's faces (the first ``max_faces`` in ``sort_type`` order), their
-        embeddings if ``embed``, their quality measures if ``quality`` (which embeds the faces
-        too: the embedding's norm is the quality's main measure): all images' detections in one
-        pass, all crops together."""
-        pixels = [pixels_to_hold(data, self.max_pixels) for _, data in images]
+    async def analyze(self, images: Sequence[EncodedImage], query: FaceQuery) -> list[Analysis]:
+        """Every image's faces, as ``query`` asks: all images' detections in one pass, all
+        crops together."""
+        context = current()
+        pixels = [checked_pixels(data, field, self.max_pixels) for field, data in images]
         with self.budget.holding(sum(pixels)) as settle:
-            with timings.stage("decode"):
+            with context.stage("decode"):
                 pictures = await self._decode_all(images, pixels)
-            settle(sum(p.shape[0] * p.shape[1] for p in pictures))
-            with timings.stage("letterbox"):
+            settle(sum([p.shape[0] * p.shape[1] for p in pictures]))
+            with context.stage("letterbox"):
                 boxed = await self._each(self._letterbox, pictures)
-            found = await self.backend.detect(np.stack([b.canvas for b in boxed]), timings)
+            found = await self.backend.detect(np.stack([b.canvas for b in boxed]))
             faces = [
                 select_faces(
                     clip_boxes(to_image_coordinates(rows, b.scale), picture.shape),
-                    sort_type,
-                    max_faces,
+                    query.sort_type,
+                    query.max_faces,
                 )
                 for rows, b, picture in zip(found, boxed, pictures, strict=True)
             ]
             embeddings: list[np.ndarray | None] = [None] * len(pictures)
             measures: list[np.ndarray | None] = [None] * len(pictures)
-            if embed or quality:
-                with timings.stage("align"):
+            if query.embed or query.quality:
+                with context.stage("align"):
                     crops = await self._each(self._align, pictures, faces)
-                unit, all_norms = await self.embed_with_norms(np.concatenate(crops), timings)
-                if embed:
-                    embeddings = self._split(unit, crops)
-                if quality:
-                    norms = self._split(all_norms, crops)
-                    with timings.stage("quality"):
+                unit, all_norms = await self.embed_with_norms(np.concatenate(crops))
+                bounds = np.cumsum([len(c) for c in crops])[:-1]
+                if query.embed:
+                    embeddings = np.split(unit, bounds)
+                if query.quality:
+                    norms = np.split(all_norms, bounds)
+                    with context.stage("quality"):
                         measures = [
                             _measures(f, c, n, self.norm_reference)
                             for f, c, n in zip(faces, crops, norms, strict=True)
@@ -211,19 +223,20 @@ class FacePipeline:
                 for f, e, p, q in zip(faces, embeddings, pictures, measures, strict=True)
             ]
 
-    async def embed_crops(self, images: Sequence[EncodedImage], timings: Timings) -> np.ndarray:
+    async def embed_crops(self, images: Sequence[EncodedImage]) -> np.ndarray:
         """Unit embeddings of already aligned crops, each checked to be the recognizer's size."""
-        pixels = [pixels_to_hold(data, self.max_pixels) for _, data in images]
+        context = current()
+        pixels = [checked_pixels(data, field, self.max_pixels) for field, data in images]
         with self.budget.holding(sum(pixels)) as settle:
-            with timings.stage("decode"):
+            with context.stage("decode"):
                 crops = await self._decode_all(images, pixels)
-            settle(sum(c.shape[0] * c.shape[1] for c in crops))
+            settle(sum([c.shape[0] * c.shape[1] for c in crops]))
             for (field, _), crop in zip(images, crops, strict=True):
                 self.check_crop(crop, field)
-            unit, _ = await self.embed_with_norms(np.stack(crops), timings)
+            unit, _ = await self.embed_with_norms(np.stack(crops))
             return unit
 
-    def check_crop(self, crop: np.ndarray, field: str) -> np.ndarray:
+    def check_crop(self, crop: np.ndarray, field: str) -> None:
         height, width = crop.shape[:2]
         if (height, width) != (self.crop_size, self.crop_size):
             raise ApiError.invalid(
@@ -232,31 +245,23 @@ class FacePipeline:
                 f"{width}x{height}",
                 kind="value_error.crop_size",
             )
-        return crop
 
-    async def embed_with_norms(
-        self, crops: np.ndarray, timings: Timings
-    ) -> tuple[np.ndarray, np.ndarray]:
+    async def embed_with_norms(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Unit embeddings of aligned crops and the recognizer's norms before normalization, in
         chunks of the runner's batch size, concurrently (so other requests' crops can share the
         passes)."""
         if len(crops) == 0:
             return np.zeros((0, 0), np.float32), np.zeros(0, np.float32)
         if len(crops) <= self.embed_chunk:
-            raw = await self.backend.embed(crops, timings)
+            raw = await self.backend.embed(crops)
         else:
             chunks = [
                 crops[i : i + self.embed_chunk] for i in range(0, len(crops), self.embed_chunk)
             ]
-            raw = np.concatenate(
-                await asyncio.gather(*(self.backend.embed(c, timings) for c in chunks))
-            )
-        return normalize(raw), np.linalg.norm(raw, axis=1).astype(np.float32)
-
-    @staticmethod
-    def _split(rows: np.ndarray, crops: list[np.ndarray]) -> list[np.ndarray | None]:
-        bounds = np.cumsum([len(c) for c in crops])[:-1]
-        return list(np.split(rows, bounds))
+            raw = np.concatenate(await asyncio.gather(*(self.backend.embed(c) for c in chunks)))
+        norms = np.linalg.norm(raw, axis=1).astype(np.float32)
+        # a zero row stays zero instead of becoming NaN
+        return raw / np.maximum(norms, np.finfo(np.float32).tiny)[:, np.newaxis], norms
 
 
 def _measures(

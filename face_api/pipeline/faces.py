@@ -12,8 +12,6 @@ import cv2
 import numpy as np
 from insightface.utils import face_align
 
-# The row format, as the detector writes it.
-
 
 class DetectSortType(IntEnum):
     AREA = 0  # largest box first (default)

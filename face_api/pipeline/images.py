@@ -61,17 +61,26 @@ _OPENCV_ONLY_SIGNATURES = (
 )
 
 
-def pixels_to_hold(data: bytes, max_pixels: int) -> int:
-    """The pixels decoding ``data`` will hold, from its header: at most ``max_pixels`` (OpenCV's
-    bound); all of them for a format only OpenCV reads (nothing smaller is known); none for
-    bytes no decoder takes (their decode fails at once)."""
+def checked_pixels(data: bytes, field: str, max_pixels: int) -> int:
+    """The pixels decoding ``data`` will hold, read from its header before any pixel is
+    allocated: a decompression bomb, or a header Pillow cannot read, is refused (422). All of
+    ``max_pixels`` for a format only OpenCV reads (nothing smaller is known: OpenCV's own bound
+    stops more); none for bytes no decoder takes (their decode fails at once)."""
     try:
         size = header_size(data)
     except ValueError:
-        return 0
+        raise ApiError.invalid(field, "not a readable image", kind="value_error.image") from None
     if size is None:
         return max_pixels if data.startswith(_OPENCV_ONLY_SIGNATURES) else 0
-    return min(size[0] * size[1], max_pixels)
+    width, height = size
+    if width * height > max_pixels:
+        raise ApiError.invalid(
+            field,
+            f"image is {width}x{height} = {width * height} pixels, over the limit of "
+            f"{max_pixels} pixels",
+            kind="value_error.image_too_large",
+        )
+    return width * height
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
@@ -88,29 +97,13 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         raise ValueError(str(exc)) from None
 
 
-def _check_header(data: bytes, field: str, max_pixels: int) -> None:
-    """Reject a decompression bomb from its header, before any pixel is allocated."""
-    try:
-        size = header_size(data)
-    except ValueError:
-        raise ApiError.invalid(field, "not a readable image", kind="value_error.image") from None
-    if size is None:
-        return  # not a format Pillow knows: OpenCV may still decode it, and says if it can't
-    width, height = size
-    if width * height > max_pixels:
-        raise ApiError.invalid(
-            field,
-            f"image is {width}x{height} = {width * height} pixels, over the limit of "
-            f"{max_pixels} pixels",
-            kind="value_error.image_too_large",
-        )
-
-
-def decode_image(data: bytes, field: str, max_pixels: int) -> np.ndarray:
-    """Bytes of any format OpenCV reads to an (H, W, 3) uint8 BGR array, EXIF-rotated."""
+def decode_image(data: bytes, field: str, max_pixels: int, checked: bool = False) -> np.ndarray:
+    """Bytes of any format OpenCV reads to an (H, W, 3) uint8 BGR array, EXIF-rotated; its header
+    checked first (``checked_pixels``) unless the caller did."""
     if not data:
         raise ApiError.invalid(field, "image is empty (zero bytes)", kind="value_error.empty")
-    _check_header(data, field, max_pixels)
+    if not checked:
+        checked_pixels(data, field, max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         # IMREAD_COLOR: grayscale, alpha and 16-bit become 8-bit BGR, EXIF orientation applied.

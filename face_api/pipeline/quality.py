@@ -35,6 +35,8 @@ from enum import StrEnum
 import cv2
 import numpy as np
 
+from face_api.ops.settings import Settings
+
 # A generic face's five landmarks in millimetres (x to the image's right, y down, z away from the
 # camera), in insightface's order: the eyes, the nose tip, the mouth's corners.
 FIVE_POINT_FACE = np.array(
@@ -231,6 +233,16 @@ class Bars:
 
     medium: Bar
     high: Bar
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Bars:
+        pairs = (
+            settings.quality_face_px,
+            settings.quality_confidence,
+            settings.quality_recognizability,
+            settings.quality_pose_deg,
+        )
+        return cls(Bar(*(p[0] for p in pairs)), Bar(*(p[1] for p in pairs)))
 
     def judge(self, face: np.ndarray, measures: np.ndarray) -> Verdict:
         return grade(face, measures, self.medium, self.high)

@@ -10,25 +10,18 @@ import numpy as np
 
 from face_api.inference.engine import FaceEngine
 from face_api.ops.settings import Settings
-from face_api.ops.timing import Timings
-from face_api.pipeline.analysis import EngineBackend, FacePipeline
-from face_api.pipeline.faces import DetectSortType
+from face_api.pipeline.analysis import FacePipeline, FaceQuery
 from tests.paths import DEFAULT_PACK_DIR
 
 
 @lru_cache(maxsize=1)
 def pipeline() -> FacePipeline:
-    engine = FaceEngine(DEFAULT_PACK_DIR, Settings(device="cpu"))
-    return FacePipeline(
-        EngineBackend(engine), det_size=640, crop_size=engine.crop_size, max_pixels=40_000_000
-    )
+    return FacePipeline.in_process(FaceEngine(DEFAULT_PACK_DIR, Settings(device="cpu")))
 
 
 def detect_unrounded(photo: Path) -> np.ndarray:
     """The largest face's detection row in image pixels, as the service computes it."""
     found = asyncio.run(
-        pipeline().analyze(
-            [("image", photo.read_bytes())], 1, DetectSortType.AREA, False, Timings()
-        )
+        pipeline().analyze([("image", photo.read_bytes())], FaceQuery(1, embed=False))
     )
     return found[0].faces[0]

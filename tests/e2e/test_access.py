@@ -19,6 +19,7 @@ OPEN = [
     "/docs",
     "/docs.json",
     "/schema.json",
+    "/static_content/swagger-ui.css",  # the docs page's own assets
     "/",
     "/livez",
     "/readyz",
@@ -37,7 +38,6 @@ KEYED = [
     ("POST", "/v1/health"),
     ("POST", "/livez"),
     ("OPTIONS", "/v1/detect"),
-    ("GET", "/static_content/index.css"),
 ]
 ENDPOINT = re.compile(r'endpoint="([^"]*)"')
 

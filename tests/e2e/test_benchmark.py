@@ -49,9 +49,9 @@ def test_quick_benchmark_produces_every_row_without_errors(tmp_path):
         if row[2].startswith("served") and row[0] != "embeddings-only":
             assert "detect " in row[13] and "x" in row[13], row  # the passes formed
     stages = {r[0]: r[1] for r in cells if len(r) == 2 and r[0] != "stage"}
+    total = float(stages["server total (first byte in to answer out)"])
     for stage in ("parse", "base64", "hop", "decode", "detect", "align", "embed", "response"):
-        assert float(stages[stage]) >= 0, stages
-    assert float(stages["server total (first byte in to answer out)"]) > float(stages["detect"])
+        assert 0 < float(stages[stage]) < total, stages  # did work, within the whole
     assert "Responses shed with 503 during the run: 0" in table
 
 

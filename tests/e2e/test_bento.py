@@ -95,7 +95,8 @@ def test_requirements_name_one_runtime_and_headless_opencv(built):
 
 def test_image_install_drops_insightfaces_cpu_runtime_and_gui_opencv(built, tmp_path):
     """Resolve the image's own install command (dry run) where the Dockerfile runs it: in ./src,
-    which holds pyproject.toml (and so its overrides) by then. test_images.py builds it for real."""
+    which holds pyproject.toml (and so its overrides) by then. test_containers.py builds it for
+    real."""
     dockerfile = (built["path"] / "env/docker/Dockerfile").read_text()
     install = dockerfile.index("uv --directory $INSTALL_ROOT pip install -r")
     copied = dockerfile.index("./src/pyproject.toml ./src/pyproject.toml")

@@ -60,8 +60,8 @@ def test_every_answer_says_where_its_time_went(api):
         name, _, duration = item.strip().partition(";dur=")
         stages[name] = float(duration)
     assert set(STAGES) <= set(stages), stages
-    assert all(value >= 0 for value in stages.values())
-    assert stages["detect"] > 0 and stages["embed"] > 0 and stages["hop"] > 0
+    # every stage did work, and none took longer than the whole request
+    assert all(0 < stages[stage] <= stages["total"] for stage in STAGES), stages
     runner = sum(v for k, v in stages.items() if k not in ("parse", "base64", "response", "total"))
     assert runner <= stages["total"] * 1.01  # the parts fit in the whole
 

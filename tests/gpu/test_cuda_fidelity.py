@@ -15,8 +15,7 @@ import pytest
 
 from face_api.inference.engine import FaceEngine
 from face_api.ops.settings import Settings
-from face_api.ops.timing import Timings
-from face_api.pipeline.analysis import EngineBackend, FacePipeline
+from face_api.pipeline.analysis import FacePipeline, FaceQuery
 from face_api.pipeline.faces import DetectSortType
 from tests.paths import CROWD, DEFAULT_PACK_DIR, IDENTITIES
 
@@ -32,9 +31,7 @@ pytestmark = [
 def pipeline_on(device: str) -> FacePipeline:
     engine = FaceEngine(DEFAULT_PACK_DIR, Settings(device=device))
     assert engine.device == device
-    return FacePipeline(
-        EngineBackend(engine), det_size=640, crop_size=engine.crop_size, max_pixels=40_000_000
-    )
+    return FacePipeline.in_process(engine)
 
 
 def encoded_photos() -> list[bytes]:
@@ -50,7 +47,7 @@ def test_cuda_finds_the_faces_and_embeddings_the_cpu_finds():
     for data in encoded_photos():
         image = [("image", data)]
         on_gpu, on_cpu = (
-            asyncio.run(p.analyze(image, 1000, DetectSortType.CONFIDENCE, True, Timings()))[0]
+            asyncio.run(p.analyze(image, FaceQuery(1000, DetectSortType.CONFIDENCE)))[0]
             for p in (cuda, cpu)
         )
         assert len(on_gpu.faces) == len(on_cpu.faces)

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 
 from face_api.ops.errors import ApiError
-from face_api.ops.timing import Timings
-from face_api.pipeline.analysis import FacePipeline, PixelBudget
-from face_api.pipeline.faces import DetectSortType
+from face_api.pipeline.analysis import FacePipeline, FaceQuery, PixelBudget
 
 
 def png(width: int, height: int) -> bytes:
@@ -44,12 +42,12 @@ class HeldDetector:
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def detect(self, canvases: np.ndarray, timings: Timings) -> list[np.ndarray]:
+    async def detect(self, canvases: np.ndarray) -> list[np.ndarray]:
         self.entered.set()
         await self.release.wait()
         return [np.zeros((0, 15), np.float32) for _ in canvases]
 
-    async def embed(self, crops: np.ndarray, timings: Timings) -> np.ndarray:
+    async def embed(self, crops: np.ndarray) -> np.ndarray:
         raise AssertionError("no face, nothing to embed")
 
 
@@ -62,14 +60,14 @@ def test_concurrent_requests_past_the_budget_are_refused_before_decoding():
         big = [("image", png(800, 500))]  # 400,000 pixels
 
         def analyze(images: list) -> asyncio.Task:
-            coro = pipeline.analyze(images, 10, DetectSortType.AREA, False, Timings())
+            coro = pipeline.analyze(images, FaceQuery(10, embed=False))
             return asyncio.create_task(coro)
 
         first = analyze(big)
         await backend.entered.wait()
         assert pipeline.budget.held == 400_000
         with pytest.raises(ApiError) as refused:  # 400,000 + 2 x 400,000 > 800,000
-            await pipeline.analyze(big + big, 10, DetectSortType.AREA, False, Timings())
+            await pipeline.analyze(big + big, FaceQuery(10, embed=False))
         assert refused.value.status == 429
         second = analyze(big)  # fits beside the first
         await asyncio.sleep(0)  # one turn of the loop: the task starts and takes its hold
@@ -78,7 +76,7 @@ def test_concurrent_requests_past_the_budget_are_refused_before_decoding():
         assert [len(a.faces) for a in await first] == [0]
         assert [len(a.faces) for a in await second] == [0]
         assert pipeline.budget.held == 0
-        again = await pipeline.analyze(big + big, 10, DetectSortType.AREA, False, Timings())
+        again = await pipeline.analyze(big + big, FaceQuery(10, embed=False))
         assert len(again) == 2
 
     asyncio.run(scenario())

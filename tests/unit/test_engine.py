@@ -69,7 +69,7 @@ def test_padded_batches_give_the_same_embeddings(engine, monkeypatch):
     rng = np.random.default_rng(1)
     crops = rng.integers(0, 255, (5, 112, 112, 3), dtype=np.uint8)
     plain = engine.embed(crops)
-    monkeypatch.setattr(type(engine), "_pads_batches", property(lambda self: True))
+    monkeypatch.setattr(engine.recognizer, "pads_batches", True)
     np.testing.assert_allclose(engine.embed(crops), plain, atol=1e-5)
 
 
@@ -93,11 +93,11 @@ def engine() -> FaceEngine:
 def test_engine_reports_cpu_and_sizes(engine):
     # Detection on ONNX Runtime's CPU provider, recognition on OpenVINO (the CPU default).
     assert engine.providers == [CPU, "OpenVINO CPU (f32)"] and engine.device == "cpu"
-    assert engine.recognizer_runtime == "OpenVINO CPU (f32)"
-    assert engine.crop_size == 112 and engine.embedding_size == 512
+    assert engine.recognizer.runtime == "OpenVINO CPU (f32)"
+    assert engine.recognizer.crop_size == 112 and engine.recognizer.embedding_size == 512
     assert engine.detector_file == "det_500m.onnx"
     # On CPU one image a pass (a batched pass was no faster per image), normalized by OpenCV.
-    assert engine.detect_max_batch == 1 and not engine.detector.normalize_in_graph
+    assert engine.detector.max_batch == 1 and not engine.detector.normalize_in_graph
     assert engine.detector.session.get_providers() == [CPU]
 
 
@@ -116,7 +116,7 @@ def test_detect_answers_each_canvas_its_own_faces(engine):
 
     t1 = letterbox(insightface.data.get_image("t1"), 640).canvas
     blank = np.zeros_like(t1)
-    out = engine.detect(np.stack([blank, t1, blank]))
+    out = engine.detector.detect(np.stack([blank, t1, blank]))
     assert [rows.shape for rows in out] == [(0, 15), (6, 15), (0, 15)]
     assert (out[1][:, 4] > 0.5).all()
     assert list(out[1][:, 4]) == sorted(out[1][:, 4], reverse=True)
@@ -144,7 +144,7 @@ def test_openvino_recognizer_gives_onnxruntimes_embeddings(engine):
     assert onnxruntime_engine.providers == [CPU]
     image = insightface.data.get_image("t1")
     boxed = letterbox(image, 640)
-    rows = engine.detect(boxed.canvas[np.newaxis])[0]
+    rows = engine.detector.detect(boxed.canvas[np.newaxis])[0]
     crops = align_faces(image, to_image_coordinates(rows, boxed.scale), 112)
     assert len(crops) == 6
     cosines = (engine.embed(crops) * onnxruntime_engine.embed(crops)).sum(axis=1)

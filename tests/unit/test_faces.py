@@ -1,12 +1,12 @@
-"""Face geometry: letterbox mapping, selection and sorting, response shaping, alignment."""
+"""Face geometry (face_api/pipeline/faces.py): letterbox mapping, selection and sorting,
+alignment."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from face_api.http.results import detect_result, no_face, whole_crop
-from face_api.inference.detector import DETECTION_WIDTH
+from face_api.inference.models import DETECTION_WIDTH
 from face_api.pipeline.faces import (
     DetectSortType,
     align_faces,
@@ -73,29 +73,6 @@ def test_clipped_boxes_keep_landmarks():
     clipped = clip_boxes(row[np.newaxis], (40, 45, 3))[0]
     np.testing.assert_allclose(clipped[:4], [0, 0, 45, 40])
     np.testing.assert_array_equal(clipped[5:], row[5:])
-
-
-def test_detect_result_is_clipped_integer_pixels_in_landmark_order():
-    result = detect_result(face(-5.4, 10.6, 50.5, 130.2, 0.77), (100, 40, 3))
-    box = result.bounding_box
-    assert (box.left, box.top, box.right, box.bottom) == (0, 11, 40, 100)
-    assert result.processed and result.confidence == pytest.approx(0.77)
-    assert len(result.landmarks) == 5
-    left_eye, right_eye = result.landmarks[0], result.landmarks[1]
-    assert left_eye.x < right_eye.x  # as seen in the image
-
-
-def test_no_face_and_whole_crop_shapes():
-    empty = no_face().model_dump()
-    assert empty == {
-        "processed": False,
-        "confidence": 0.0,
-        "boundingBox": {"left": 0, "top": 0, "right": 0, "bottom": 0},
-        "landmarks": [],
-    }
-    crop = whole_crop((112, 112, 3)).model_dump()
-    assert crop["boundingBox"] == {"left": 0, "top": 0, "right": 112, "bottom": 112}
-    assert crop["processed"] is False and crop["landmarks"] == []
 
 
 def test_batched_alignment_equals_insightfaces_norm_crop():

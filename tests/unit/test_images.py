@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from face_api.ops.errors import ApiError
-from face_api.pipeline.images import decode_base64, decode_image, pixels_to_hold
+from face_api.pipeline.images import checked_pixels, decode_base64, decode_image
 from tests.paths import IDENTITIES, ROOT
 
 PHOTO = IDENTITIES[0].read_bytes()
@@ -96,12 +96,13 @@ def radiance_hdr(width: int, height: int) -> bytes:
 
 
 def test_the_pixels_a_decode_holds_come_from_the_header():
-    assert pixels_to_hold(encode(np.zeros((30, 40, 3), np.uint8), ".png"), LIMIT) == 1200
-    # a header claiming more than the limit holds the limit: OpenCV refuses the rest
-    assert pixels_to_hold(encode(np.zeros((300, 400, 3), np.uint8), ".png"), 1000) == 1000
-    # a size Pillow cannot read: the most it may be
-    assert pixels_to_hold(radiance_hdr(40, 30), LIMIT) == LIMIT
-    assert pixels_to_hold(b"not an image", LIMIT) == 0
+    assert checked_pixels(encode(np.zeros((30, 40, 3), np.uint8), ".png"), "image", LIMIT) == 1200
+    # a size only OpenCV reads: the most it may be
+    assert checked_pixels(radiance_hdr(40, 30), "image", LIMIT) == LIMIT
+    assert checked_pixels(b"not an image", "image", LIMIT) == 0  # no decoder takes it
+    with pytest.raises(ApiError) as bomb:
+        checked_pixels(encode(np.zeros((300, 400, 3), np.uint8), ".png"), "image1", 1000)
+    assert bomb.value.kind == "value_error.image_too_large" and bomb.value.field == "image1"
 
 
 def test_opencv_itself_refuses_an_image_over_the_limit_before_decoding_it():

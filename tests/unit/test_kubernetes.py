@@ -3,7 +3,7 @@ deploys: each object valid against the Kubernetes API's schemas, and what the se
 its pods (README.md, "Kubernetes") held to the service's own code.
 
 No cluster here: what a cluster adds (scheduling on GPU nodes, the probes' timing, Milvus's chart)
-is not tested; tests/e2e/test_images.py runs the CPU image under the chart's pod spec in Docker.
+is not tested; tests/e2e/test_containers.py runs the CPU image under the chart's pod spec in Docker.
 """
 
 from __future__ import annotations

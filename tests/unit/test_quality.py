@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from face_api.http.results import quality_bars
 from face_api.ops.settings import Settings
 from face_api.pipeline.quality import (
     MEASURES,
     RECOGNIZABILITY,
     Bar,
+    Bars,
     Grade,
     QualityFilter,
     Reason,
@@ -49,7 +49,7 @@ def test_a_clean_frontal_face_is_high():
 
 
 def test_the_default_bars_are_the_settings():
-    bars = quality_bars(Settings())
+    bars = Bars.from_settings(Settings())
     assert bars.medium == MEDIUM and bars.high == HIGH
 
 

@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 from insightface.model_zoo import model_zoo
 
-from face_api.inference.detector import BatchedDetector, with_dynamic_batch, with_uint8_bgr_input
+from face_api.inference.models import BatchedDetector, with_dynamic_batch, with_uint8_bgr_input
 from face_api.pipeline.faces import letterbox, to_image_coordinates
 from tests.paths import CROWD, DEFAULT_PACK_DIR, IDENTITIES
 

@@ -1,18 +1,18 @@
-"""The edge's layers are one list: ``service.py`` adds ``edge_layers`` in order, and the README and
-``face_api/http/layers.py`` describe that same order. Settings are read once per process, by the
-service modules, and handed to what they build."""
+"""The edge's layers are one list (face_api/http/edge.py): ``service.py`` adds ``edge_layers`` in
+order, and the README and the module describe that same order. Settings are read once per
+process, by the service modules, and handed to what they build."""
 
 from __future__ import annotations
 
 import re
 
-from face_api.http import layers
+from face_api.http import edge
 from face_api.ops.settings import Settings
 from tests.paths import ROOT
 
 
 def listed_order() -> list[str]:
-    built = layers.edge_layers(
+    built = edge.edge_layers(
         Settings(api_keys=("k",)),
         docs=dict,
         title="t",
@@ -38,8 +38,8 @@ def test_the_readme_describes_the_layers_in_the_order_service_applies_them():
     assert names_in(section) == listed_order()
 
 
-def test_the_layers_module_documents_its_own_order():
-    assert names_in(layers.__doc__ or "") == listed_order()
+def test_the_edge_module_documents_its_own_order():
+    assert names_in(edge.__doc__ or "") == listed_order()
 
 
 def test_service_py_adds_the_edge_from_the_one_list():

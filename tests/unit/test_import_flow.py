@@ -90,11 +90,11 @@ def test_imports_flow_one_way():
     ("module", "source"),
     [
         ("face_api.inference.engine", "from face_api.pipeline.faces import DetectSortType"),
-        ("face_api.ops.settings", "def f():\n    import face_api.http.layers"),
+        ("face_api.ops.settings", "def f():\n    import face_api.http.edge"),
         ("face_api.pipeline.images", "from face_api import galleries"),
         ("face_api.http.schemas", "from face_api.galleries.store import GalleryStore"),
         ("runners.insightface_runner", "import service"),
-        ("face_api.http.handling", "from face_api.inference.engine import FaceEngine"),
+        ("face_api.http.error_responses", "from face_api.inference.engine import FaceEngine"),
     ],
 )
 def test_an_import_against_the_flow_is_caught(module, source):
@@ -103,7 +103,7 @@ def test_an_import_against_the_flow_is_caught(module, source):
 
 def test_imports_along_the_flow_pass():
     assert not violations(
-        "face_api.http.results", "from face_api.pipeline.faces import landmarks_of"
+        "face_api.http.face_endpoints", "from face_api.pipeline.faces import landmarks_of"
     )
     assert not violations("face_api.inference.engine", "from face_api import __version__")
     assert not violations("service", "from runners.gallery_service import GalleryStoreService")

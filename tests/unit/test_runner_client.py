@@ -1,0 +1,55 @@
+"""The runner's methods as the API workers call them (face_api/http/runner_client.py): the
+request's context goes with each call, its query within the server's cap, and the runner's reply
+comes back unwrapped, its stages joined to the request's."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from face_api.http.runner_client import RunnerClient
+from face_api.ops.context import RequestContext, serving
+from face_api.ops.errors import Reply, replying
+from face_api.pipeline.analysis import Analysis, FaceQuery
+from face_api.pipeline.faces import DetectSortType
+
+IMAGE = ("image", b"encoded")
+
+
+class Handle:
+    """``bentoml.depends``'s handle of the runner, recording each call's arguments."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        handle = self
+
+        class to_async:  # noqa: N801 - BentoML's name
+            @staticmethod
+            async def analyze(**arguments: Any) -> Reply:
+                handle.calls.append(arguments)
+                with replying(RequestContext.from_wire(arguments["request"])) as reply:
+                    found = Analysis(np.zeros((0, 15)), None, height=4, width=3)
+                    reply.result = [found.to_wire()]
+                reply.timings["decode"] = 2.0
+                return reply
+
+        self.to_async = to_async
+
+
+def test_a_call_carries_the_context_and_the_capped_query_and_counts_the_hop():
+    runner = Handle()
+    request = RequestContext(id="abc", deadline_s=60)
+    query = FaceQuery(500, DetectSortType.CONFIDENCE, embed=False, quality=True)
+    with serving(request):
+        (found,) = asyncio.run(RunnerClient(runner, max_faces_cap=100).analyze([IMAGE], query))
+    assert (found.height, found.width) == (4, 3)
+    [call] = runner.calls
+    assert call["request"] == {"id": "abc", "deadline_s": 60}
+    assert FaceQuery.from_wire(call["query"]) == FaceQuery(
+        100, DetectSortType.CONFIDENCE, False, True
+    )
+    assert call["images"] == [IMAGE]
+    assert set(request.ms) == {"hop", "decode"}  # the service's own stage is not reported
+    assert request.ms["decode"] == 2.0 and request.ms["hop"] > 0
