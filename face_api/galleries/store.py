@@ -265,11 +265,12 @@ class GalleryStore:
         self._call(self.client.delete, _collection(gallery), ids=[face_id])
 
     def delete_subject(self, gallery: str, subject: str) -> int:
-        """Deletes every face of ``subject``; returns how many there were."""
-        _, count = self.faces(gallery, 0, 0, subject)  # 404 when it has none
+        """Deletes every face of ``subject``; returns how many there were (404 for none)."""
         where = self._subject_filter(gallery, subject, self._kind(gallery))
-        if where is not None:
-            self._call(self.client.delete, _collection(gallery), filter=where)
+        count = 0 if where is None else self._count(gallery, where)
+        if not count:
+            raise ApiError.not_found(f"subject {subject!r} is not in gallery {gallery!r}")
+        self._call(self.client.delete, _collection(gallery), filter=where)
         return count
 
     # -- moving a gallery: export and import (transfer.py) ----------------------------------
@@ -465,9 +466,9 @@ class GalleryStore:
             )
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
-    def _count(self, gallery: str) -> int:
+    def _count(self, gallery: str, where: str = "") -> int:
         rows = self._read(
-            self.client.query, _collection(gallery), filter="", output_fields=["count(*)"]
+            self.client.query, _collection(gallery), filter=where, output_fields=["count(*)"]
         )
         return int(rows[0]["count(*)"])
 
