@@ -1,10 +1,12 @@
 """A real Milvus standalone server for the gallery tests and benchmark: the `milvus` package
 ("embedded Milvus" 2.3.5) unpacks the server binary and runs it offline, gRPC on ``port``.
-One at a time on a host: its embedded etcd always takes port 2380."""
+One at a time on a host: its embedded etcd always takes port 2380, so a server holds a lock file
+while it runs and another test run (or benchmark) on the same host waits for it."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.server import free_port
+
+# Held while a server runs: its embedded etcd's fixed port is the host's one.
+HOST_LOCK = Path("/tmp/face-api-milvus-server.lock")
 
 
 @dataclass
@@ -23,6 +28,7 @@ class MilvusServer:
     # Milvus's proxy.timeTickInterval: how long a Strong read waits at most (200 ms by default).
     time_tick_ms: int | None = None
     _server: Any = None
+    _lock: Any = None
 
     @property
     def uri(self) -> str:
@@ -31,13 +37,19 @@ class MilvusServer:
     def start(self) -> None:
         from milvus import MilvusServer as Embedded
 
-        self._server = Embedded(_same_port_config())
-        self._server.set_base_dir(str(self.data_dir))
-        # In `configs`, the port is required, not a first guess to count up from.
-        self._server.config.configs["proxy_port"] = self.port
-        if self.time_tick_ms is not None:
-            self._server.config.set("proxy.timeTickInterval", self.time_tick_ms)
-        self._server.start()  # returns once its health endpoint answers
+        self._lock = HOST_LOCK.open("a")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # waits for another run's server to stop
+        try:
+            self._server = Embedded(_same_port_config())
+            self._server.set_base_dir(str(self.data_dir))
+            # In `configs`, the port is required, not a first guess to count up from.
+            self._server.config.configs["proxy_port"] = self.port
+            if self.time_tick_ms is not None:
+                self._server.config.set("proxy.timeTickInterval", self.time_tick_ms)
+            self._server.start()  # returns once its health endpoint answers
+        except BaseException:
+            self.stop()
+            raise
 
     def drop_everything(self) -> None:
         """Every collection dropped: an empty server for the next tests."""
@@ -54,6 +66,9 @@ class MilvusServer:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._lock is not None:
+            self._lock.close()  # releases the host's lock
+            self._lock = None
 
 
 @contextlib.contextmanager
