@@ -30,6 +30,7 @@ from face_api.ops.errors import Reply, replying
 from face_api.ops.settings import get_settings
 from face_api.ops.startup import INTERNAL_CONNECTION, refuse_to_start, start_worker
 from face_api.pipeline.analysis import FacePipeline, FaceQuery
+from face_api.pipeline.decoders import ImageDecoders
 
 log = logging.getLogger("face_api.runner")
 settings = get_settings()
@@ -68,7 +69,7 @@ class InsightFaceRunner:
             self.engine = FaceEngine(Path(stored.path), settings, pack_name=settings.model)
         except (DeviceUnavailableError, ModelPackError) as exc:
             refuse_to_start(str(exc))
-        # Decoding, letterboxing, aligning and NMS: OpenCV and NumPy release the GIL.
+        # Letterboxing, aligning and NMS: OpenCV and NumPy release the GIL.
         pool = ThreadPoolExecutor(settings.image_threads, thread_name_prefix="face-images")
         self.pipeline = FacePipeline(
             BatchedBackend(
@@ -78,6 +79,8 @@ class InsightFaceRunner:
                 on_detect_batch=batch_rows.labels(method="detect").observe,
                 on_embed_batch=batch_rows.labels(method="embed").observe,
             ),
+            # Decoding: processes a request's deadline can stop (face_api/pipeline/decoders.py).
+            ImageDecoders(settings.image_threads, settings.max_pixels),
             det_size=settings.det_size,
             crop_size=self.engine.recognizer.crop_size,
             max_pixels=settings.max_pixels,

@@ -53,9 +53,20 @@ class RequestContext:
             parts.append(f"{name};dur={ms:.2f}")
         return ", ".join(parts).encode()
 
+    @property
+    def deadline_at(self) -> float | None:
+        """When the deadline passes, on ``time.perf_counter``'s clock; None for no deadline."""
+        return None if self.deadline_s is None else self.started + self.deadline_s
+
     def to_wire(self) -> dict[str, Any]:
-        """What crosses to another service with a call made for this request."""
-        return {"id": self.id, "deadline_s": self.deadline_s}
+        """What crosses to another service with a call made for this request: its id, and the
+        time left to it (the other service's deadline is this one's)."""
+        left = (
+            None
+            if self.deadline_s is None
+            else max(0.0, self.deadline_s - since_ms(self.started) / 1000)
+        )
+        return {"id": self.id, "deadline_s": left}
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any] | None) -> RequestContext:

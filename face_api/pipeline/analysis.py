@@ -16,9 +16,9 @@ it times go to the request's context (``face_api/ops/context.py``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -28,6 +28,7 @@ import numpy as np
 from face_api.ops.context import current
 from face_api.ops.errors import ApiError
 from face_api.pipeline import quality
+from face_api.pipeline.decoders import ImageDecoders
 from face_api.pipeline.faces import (
     DetectSortType,
     align_faces,
@@ -36,10 +37,8 @@ from face_api.pipeline.faces import (
     select_faces,
     to_image_coordinates,
 )
-from face_api.pipeline.images import checked_pixels, decode_image
 
 T = TypeVar("T")
-SMALL_IMAGE_PIXELS = 256 * 256
 EncodedImage = tuple[str, bytes]  # (the request field it came in, its encoded bytes)
 
 
@@ -89,11 +88,11 @@ class Analysis:
 
 
 class PixelBudget:
-    """The decoded pixels the pipeline holds at once, over every request it serves. A request
-    whose images would take it past ``limit`` is refused at once (429, before any decode), so
-    concurrent large images cannot add up to more memory than the operator allowed; a request
-    holds its pixels until its analysis is done. Reservations happen on the event loop: no
-    lock."""
+    """The decoded pixels the pipeline holds at once, over every request it serves. An image
+    whose pixels would take it past ``limit`` is refused at once (429, before its decode), so
+    concurrent large images cannot add up to more memory than the operator allowed. Each image is
+    held at its real size (its header's, then what it decoded to) until the request lets it go.
+    Reservations happen on the event loop: no lock."""
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
@@ -101,8 +100,8 @@ class PixelBudget:
 
     @contextmanager
     def holding(self, pixels: int) -> Iterator[Callable[[int], None]]:
-        """Holds ``pixels`` (as the images' headers tell) for the block, which gets a function
-        to settle on the pixels really decoded, should a header have told fewer."""
+        """Holds ``pixels`` for the block, which gets a function to settle the hold on the
+        pixels really decoded (more or fewer than the header told)."""
         if self.limit is not None and self.held + pixels > self.limit:
             raise ApiError(
                 429,
@@ -114,9 +113,8 @@ class PixelBudget:
 
         def settle(decoded: int) -> None:
             nonlocal taken
-            if decoded > taken:
-                self.held += decoded - taken
-                taken = decoded
+            self.held += decoded - taken
+            taken = decoded
 
         try:
             yield settle
@@ -124,10 +122,24 @@ class PixelBudget:
             self.held -= taken
 
 
+class Decoded:
+    """A request's images, decoded, and their holds on the pixel budget: ``release`` gives the
+    pixels back as soon as the request no longer needs them."""
+
+    def __init__(self, pictures: list[np.ndarray], holds: ExitStack) -> None:
+        self.pictures = pictures
+        self._holds = holds
+
+    def release(self) -> None:
+        self.pictures = []
+        self._holds.close()
+
+
 class FacePipeline:
     def __init__(
         self,
         backend: InferenceBackend,
+        decoders: ImageDecoders,
         det_size: int,
         crop_size: int,
         max_pixels: int,
@@ -141,8 +153,8 @@ class FacePipeline:
         self.crop_size = crop_size
         self.max_pixels = max_pixels
         self.budget = PixelBudget(max_pixels_in_flight)
+        self.decoders = decoders
         # The pixel work, as the pool's threads run it (partials: no frame of their own).
-        self._decode = partial(decode_image, max_pixels=max_pixels, checked=True)
         self._letterbox = partial(letterbox, size=det_size)
         self._align = partial(align_faces, crop_size=crop_size)
         self.embed_chunk = embed_chunk
@@ -159,6 +171,7 @@ class FacePipeline:
 
         return cls(
             EngineBackend(engine.detector, engine.recognizer),
+            ImageDecoders(1, max_pixels),
             det_size=engine.settings.det_size,
             crop_size=engine.recognizer.crop_size,
             max_pixels=max_pixels,
@@ -172,27 +185,31 @@ class FacePipeline:
         return list(await asyncio.gather(*calls))
 
     @asynccontextmanager
-    async def _decoded(self, images: Sequence[EncodedImage]) -> AsyncIterator[list[np.ndarray]]:
-        """The images decoded, their pixels held against the budget for the block (as their
-        headers tell, then as decoded). Decoded on the pool, except small images (a 112x112
-        crop, say, or bytes no decoder reads): their decode is cheaper than a thread hop (0.3 ms
-        against 0.7 ms measured here)."""
-        pixels = [checked_pixels(data, field, self.max_pixels) for field, data in images]
-        with self.budget.holding(sum(pixels)) as settle:
+    async def _decoded(self, images: Sequence[EncodedImage]) -> AsyncIterator[Decoded]:
+        """The images decoded, held against the pixel budget (their real size, read first: a
+        request past the budget is refused before any decode) until the block ends or it
+        ``release``s them."""
+        holds = ExitStack()
+        try:
             with current().stage("decode"):
-                if max(pixels) <= SMALL_IMAGE_PIXELS:
-                    pictures = [self._decode(data, field) for field, data in images]
-                else:
-                    fields, datas = zip(*images, strict=True)
-                    pictures = await self._each(self._decode, datas, fields)
-            settle(sum([p.shape[0] * p.shape[1] for p in pictures]))
-            yield pictures
+                headers = await _in_order(self.decoders.inspect(data, f) for f, data in images)
+                settle = holds.enter_context(self.budget.holding(sum(h.pixels for h in headers)))
+                pictures = await _in_order(
+                    self.decoders.decode(data, field, header)
+                    for (field, data), header in zip(images, headers, strict=True)
+                )
+            settle(sum(p.shape[0] * p.shape[1] for p in pictures))
+            yield Decoded(pictures, holds)
+        finally:
+            holds.close()
 
     async def analyze(self, images: Sequence[EncodedImage], query: FaceQuery) -> list[Analysis]:
         """Every image's faces, as ``query`` asks: all images' detections in one pass, all
         crops together."""
         context = current()
-        async with self._decoded(images) as pictures:
+        async with self._decoded(images) as decoded:
+            pictures = decoded.pictures
+            sizes = [p.shape[:2] for p in pictures]
             with context.stage("letterbox"):
                 boxed = await self._each(self._letterbox, pictures)
             found = await self.backend.detect(np.stack([b.canvas for b in boxed]))
@@ -209,6 +226,9 @@ class FacePipeline:
             if query.embed or query.quality:
                 with context.stage("align"):
                     crops = await self._each(self._align, pictures, faces)
+                # The images are no longer needed: their pixels go back before embedding waits.
+                del pictures, boxed
+                decoded.release()
                 unit, all_norms = await self.embed_with_norms(np.concatenate(crops))
                 bounds = np.cumsum([len(c) for c in crops])[:-1]
                 if query.embed:
@@ -221,13 +241,14 @@ class FacePipeline:
                             for f, c, n in zip(faces, crops, norms, strict=True)
                         ]
             return [
-                Analysis(f, e, p.shape[0], p.shape[1], q)
-                for f, e, p, q in zip(faces, embeddings, pictures, measures, strict=True)
+                Analysis(f, e, height, width, q)
+                for f, e, (height, width), q in zip(faces, embeddings, sizes, measures, strict=True)
             ]
 
     async def embed_crops(self, images: Sequence[EncodedImage]) -> np.ndarray:
         """Unit embeddings of already aligned crops, each checked to be the recognizer's size."""
-        async with self._decoded(images) as crops:
+        async with self._decoded(images) as decoded:
+            crops = decoded.pictures
             for (field, _), crop in zip(images, crops, strict=True):
                 self.check_crop(crop, field)
             unit, _ = await self.embed_with_norms(np.stack(crops))
@@ -259,6 +280,16 @@ class FacePipeline:
         norms = np.linalg.norm(raw, axis=1).astype(np.float32)
         # a zero row stays zero instead of becoming NaN
         return raw / np.maximum(norms, np.finfo(np.float32).tiny)[:, np.newaxis], norms
+
+
+async def _in_order(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """Every call's result, run concurrently; the first failure in the calls' order answers for
+    them all, once every call has ended (a sibling cut short would cost its decoder a restart)."""
+    done = await asyncio.gather(*calls, return_exceptions=True)
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return done  # type: ignore[return-value] - no exception among them
 
 
 def _measures(

@@ -62,8 +62,8 @@ def _png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
 
 
 def _radiance_hdr_bomb() -> bytes:
-    """An 8192x5000 Radiance HDR (41 MP, 490 MB as float32): a format whose size only OpenCV
-    reads, so only OpenCV's own bound stops it before decoding."""
+    """An 8192x5000 Radiance HDR (41 MP, 490 MB as float32): a format whose size Pillow cannot
+    read, refused by its signature."""
     ok, data = cv2.imencode(".hdr", np.zeros((5000, 8192, 3), np.float32))
     assert ok
     return data.tobytes()
@@ -88,7 +88,7 @@ BROKEN: dict[str, Callable[[], bytes]] = {
     "truncated JPEG": lambda: JPEG[: len(JPEG) * 2 // 3],
     "JPEG with a corrupt Huffman table": _corrupt_huffman_table,
     "PNG bomb, 100000x100000 in its header": _png_bomb,
-    "Radiance HDR bomb, 8192x5000": _radiance_hdr_bomb,
+    "Radiance HDR, 8192x5000 (a format not taken)": _radiance_hdr_bomb,
 }
 SAME_FACE: dict[str, Callable[[], bytes]] = {
     "16-bit PNG": _png_16_bit,
@@ -135,6 +135,9 @@ def test_broken_images_are_422_naming_the_field(api, case, transport):
         assert detail[0]["type"] == "value_error.image_too_large"
     if "PNG bomb" in case:
         assert "100000x100000" in detail[0]["msg"]
+    if "not taken" in case:
+        assert detail[0]["msg"].startswith("Radiance HDR images are not accepted: send JPEG")
+        assert detail[0]["type"] == "value_error.image_format"
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -1,5 +1,6 @@
 """The face pipeline's hold on decoded pixels (face_api/pipeline/analysis.py): concurrent
-requests never hold more decoded pixels than the budget; past it, a 429 before any decode."""
+requests never hold more decoded pixels than the budget; past it, a 429 before any decode; a
+request gives its pixels back as soon as its faces are cut out."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from face_api.ops.errors import ApiError
 from face_api.pipeline.analysis import FacePipeline, FaceQuery, PixelBudget
+from face_api.pipeline.decoders import ImageDecoders
 
 
 def png(width: int, height: int) -> bytes:
@@ -28,6 +30,8 @@ def test_a_hold_past_the_budget_is_a_429_and_every_hold_is_given_back():
         with budget.holding(400) as settle:
             settle(450)  # decoded more than the header told: counted, never refused
             assert budget.held == 1050
+            settle(300)  # fewer: what it did not use is given back at once
+            assert budget.held == 900
         assert budget.held == 600
     assert budget.held == 0
     with pytest.raises(RuntimeError), budget.holding(1000):
@@ -39,11 +43,14 @@ class HeldDetector:
     """Detects nothing until released, so a request keeps its pixels as long as the test says."""
 
     def __init__(self) -> None:
-        self.entered = asyncio.Event()
+        self.entered = asyncio.Condition()
+        self.requests = 0  # requests that reached detection
         self.release = asyncio.Event()
 
     async def detect(self, canvases: np.ndarray) -> list[np.ndarray]:
-        self.entered.set()
+        async with self.entered:
+            self.requests += 1
+            self.entered.notify_all()
         await self.release.wait()
         return [np.zeros((0, 15), np.float32) for _ in canvases]
 
@@ -51,11 +58,32 @@ class HeldDetector:
         raise AssertionError("no face, nothing to embed")
 
 
-def test_concurrent_requests_past_the_budget_are_refused_before_decoding():
+@pytest.fixture(scope="module")
+def decoders():
+    pool = ImageDecoders(2, 400_000)
+    yield pool
+    pool.close()
+
+
+def test_concurrent_requests_past_the_budget_are_refused_before_decoding(decoders, monkeypatch):
+    decoded: list[str] = []
+    decode = ImageDecoders.decode
+
+    async def counted(pool, data, field, header):
+        decoded.append(field)
+        return await decode(pool, data, field, header)
+
+    monkeypatch.setattr(ImageDecoders, "decode", counted)
+
     async def scenario() -> None:
         backend = HeldDetector()
         pipeline = FacePipeline(
-            backend, det_size=64, crop_size=112, max_pixels=400_000, max_pixels_in_flight=800_000
+            backend,
+            decoders,
+            det_size=64,
+            crop_size=112,
+            max_pixels=400_000,
+            max_pixels_in_flight=800_000,
         )
         big = [("image", png(800, 500))]  # 400,000 pixels
 
@@ -63,14 +91,19 @@ def test_concurrent_requests_past_the_budget_are_refused_before_decoding():
             coro = pipeline.analyze(images, FaceQuery(10, embed=False))
             return asyncio.create_task(coro)
 
+        async def detecting(requests: int) -> None:
+            async with backend.entered:
+                await backend.entered.wait_for(lambda: backend.requests == requests)
+
         first = analyze(big)
-        await backend.entered.wait()
-        assert pipeline.budget.held == 400_000
+        await detecting(1)
+        assert pipeline.budget.held == 400_000 and decoded == ["image"]
         with pytest.raises(ApiError) as refused:  # 400,000 + 2 x 400,000 > 800,000
-            await pipeline.analyze(big + big, FaceQuery(10, embed=False))
+            await pipeline.analyze([("image1", big[0][1]), ("image2", big[0][1])], FaceQuery(10))
         assert refused.value.status == 429
+        assert decoded == ["image"]  # neither of its images was decoded
         second = analyze(big)  # fits beside the first
-        await asyncio.sleep(0)  # one turn of the loop: the task starts and takes its hold
+        await detecting(2)
         assert pipeline.budget.held == 800_000
         backend.release.set()
         assert [len(a.faces) for a in await first] == [0]
@@ -78,5 +111,36 @@ def test_concurrent_requests_past_the_budget_are_refused_before_decoding():
         assert pipeline.budget.held == 0
         again = await pipeline.analyze(big + big, FaceQuery(10, embed=False))
         assert len(again) == 2
+
+    asyncio.run(scenario())
+
+
+class HeldRecognizer:
+    """Finds one face in every image, and embeds only once released."""
+
+    def __init__(self) -> None:
+        self.embedding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def detect(self, canvases: np.ndarray) -> list[np.ndarray]:
+        face = np.array([[10, 10, 40, 40, 0.9, 20, 20, 30, 20, 25, 25, 20, 30, 30, 30]], np.float32)
+        return [face for _ in canvases]
+
+    async def embed(self, crops: np.ndarray) -> np.ndarray:
+        self.embedding.set()
+        await self.release.wait()
+        return np.ones((len(crops), 8), np.float32)
+
+
+def test_a_request_gives_its_pixels_back_once_its_faces_are_cut_out(decoders):
+    async def scenario() -> None:
+        backend = HeldRecognizer()
+        pipeline = FacePipeline(backend, decoders, det_size=64, crop_size=112, max_pixels=400_000)
+        task = asyncio.create_task(pipeline.analyze([("image", png(800, 500))], FaceQuery(10)))
+        await backend.embedding.wait()
+        assert pipeline.budget.held == 0  # while its embedding waits for the recognizer
+        backend.release.set()
+        (found,) = await task
+        assert (found.height, found.width, len(found.faces)) == (500, 800, 1)
 
     asyncio.run(scenario())

@@ -5,6 +5,7 @@ comes back unwrapped, its stages joined to the request's."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
@@ -40,13 +41,14 @@ class Handle:
 
 def test_a_call_carries_the_context_and_the_capped_query_and_counts_the_hop():
     runner = Handle()
-    request = RequestContext(id="abc", deadline_s=60)
+    request = RequestContext(id="abc", deadline_s=60, started=time.perf_counter() - 10)
     query = FaceQuery(500, DetectSortType.CONFIDENCE, embed=False, quality=True)
     with serving(request):
         (found,) = asyncio.run(RunnerClient(runner, max_faces_cap=100).analyze([IMAGE], query))
     assert (found.height, found.width) == (4, 3)
     [call] = runner.calls
-    assert call["request"] == {"id": "abc", "deadline_s": 60}
+    # the time left to the request: the runner's deadline is the same moment as this one's
+    assert call["request"]["id"] == "abc" and 49 < call["request"]["deadline_s"] <= 50
     assert FaceQuery.from_wire(call["query"]) == FaceQuery(
         100, DetectSortType.CONFIDENCE, False, True
     )
