@@ -80,6 +80,8 @@ info_app = FastAPI(
     # Operation ids are the routes' names (`server_info`, not `server_info_info_server_get`):
     # generated clients name their methods by them.
     generate_unique_id_function=lambda route: route.name,
+    # A trailing slash is no route (404 at the edge), never a redirect that keeps the method.
+    redirect_slashes=False,
 )
 info_app.add_exception_handler(RequestValidationError, validation_error_response)
 info_app.include_router(gallery_router)

@@ -177,19 +177,43 @@ def rss_bytes(server: RunningServer) -> dict[str, int]:
 
 def reset_peak_rss(server: RunningServer) -> None:
     """Start every process's peak resident memory (``VmHWM``) again from its current size."""
-    for processes in service_processes(server).values():
-        for process in processes:
+    for role in service_processes(server):
+        for process in role_processes(server, role):
             with contextlib.suppress(OSError):
                 Path(f"/proc/{process.pid}/clear_refs").write_text("5")
 
 
 def peak_rss_bytes(server: RunningServer) -> dict[str, int]:
-    """Each role's peak resident memory since ``reset_peak_rss`` (summed over its workers)."""
+    """Each role's peak resident memory since ``reset_peak_rss`` (summed over its workers and
+    the processes they started, the runner's decode processes)."""
     peaks: dict[str, int] = {}
-    for role, processes in service_processes(server).items():
-        for process in processes:
+    for role in service_processes(server):
+        for process in role_processes(server, role):
             with contextlib.suppress(OSError):
                 status = Path(f"/proc/{process.pid}/status").read_text()
                 kilobytes = int(status.split("VmHWM:")[1].split()[0])
                 peaks[role] = peaks.get(role, 0) + kilobytes * 1024
     return peaks
+
+
+def role_processes(server: RunningServer, role: str) -> list:
+    """A role's worker processes and everything they started (the runner's decode processes)."""
+    processes = list(service_processes(server).get(role, []))
+    if role == "arbiter":  # its children are the other roles
+        return processes
+    for process in list(processes):
+        with contextlib.suppress(Exception):
+            processes.extend(process.children(recursive=True))
+    return processes
+
+
+def cpu_seconds(server: RunningServer, role: str) -> float:
+    """CPU time (user and system) spent so far by a role's processes and their children."""
+    import psutil
+
+    total = 0.0
+    for process in role_processes(server, role):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total

@@ -144,7 +144,7 @@ class GalleryClient:
 
     def delete_gallery(self, gallery: str) -> int:
         """Deletes the gallery; answers how many faces it held."""
-        return self._delete(_gallery(gallery))
+        return self._delete(_gallery(gallery), {"confirm": gallery})
 
     # -- plumbing -----------------------------------------------------------------------------
     def _post(
@@ -173,8 +173,8 @@ class GalleryClient:
             )
         return self._answer(model, response)
 
-    def _delete(self, path: str) -> int:
-        return self._answer(Deleted, self._http.delete(path)).deleted
+    def _delete(self, path: str, params: dict[str, str] | None = None) -> int:
+        return self._answer(Deleted, self._http.delete(path, params=params)).deleted
 
     @staticmethod
     def _answer(model: type[Model], response: httpx.Response) -> Model:

@@ -54,9 +54,11 @@ from face_api.http.schemas import ErrorMessage
 from face_api.ops.errors import ApiError
 from face_api.ops.limits import (
     FACES_MAX_RESULTS,
+    GALLERY_NAME_MAX_CHARS,
     MAX_RESULTS,
     PAGE_DEFAULT,
     PAGE_MAX,
+    SEARCH_MAX_MATCHES,
     SEARCH_MAX_RESULTS,
     SUBJECT_MAX_CHARS,
 )
@@ -203,6 +205,15 @@ async def _enroll(svc: GalleryHost, gallery: str, body: EnrollReqBody, image: An
 
 
 async def _search(svc: GalleryHost, gallery: str, body: SearchReqBody, image: Any) -> Any:
+    probes = body.max_faces if body.all_faces and body.feature is None else 1
+    if probes * body.max_results > SEARCH_MAX_MATCHES:  # the answer's bound, before any work
+        raise ApiError.invalid(
+            "maxResults",
+            f"a search answers at most {SEARCH_MAX_MATCHES} matches: maxResults "
+            f"({body.max_results}) x the probe faces ({probes}: maxFaces with allFaces) is "
+            f"{probes * body.max_results}",
+            kind="value_error.answer_size",
+        )
     features, found = await _probes(
         svc, image, body.feature, body.all_faces, body.max_faces, body.return_quality
     )
@@ -399,8 +410,26 @@ async def delete_subject(gallery: Gallery, subject: SubjectToErase, svc: Host) -
     return Deleted(deleted=await svc.galleries.delete_subject(gallery, subject))
 
 
+# Dropping a whole gallery names it twice. A client resolves dot segments before it sends:
+# httpx turns ``DELETE .../faces/..`` into ``DELETE /v1/galleries/G`` itself, a request the
+# server cannot tell from a drop. Without ``confirm`` it drops nothing.
+Confirm = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=GALLERY_NAME_MAX_CHARS,
+        description="the gallery's name again: a whole gallery is dropped only when the "
+        "request names it twice, so no client-resolved path (`.../faces/..`) can drop it",
+    ),
+]
+
+
 @router.delete("/galleries/{gallery}", response_model=Deleted)
 @handled
-async def delete_gallery(gallery: Gallery, svc: Host) -> Any:
-    """Deletes a gallery and all its faces."""
+async def delete_gallery(gallery: Gallery, confirm: Confirm, svc: Host) -> Any:
+    """Deletes a gallery and all its faces (`confirm` must name it again)."""
+    if confirm != gallery:
+        message = f"confirm must name the gallery being dropped ({gallery!r})"
+        item = {"loc": ["query", "confirm"], "msg": message, "type": "value_error.confirm"}
+        raise ApiError.invalid_items([item])
     return Deleted(deleted=await svc.galleries.delete_gallery(gallery))

@@ -21,6 +21,7 @@ from face_api.ops.limits import (
     FACES_MAX_RESULTS,
     MAX_RESULTS,
     METADATA_MAX_DEPTH,
+    SEARCH_MAX_MATCHES,
     SEARCH_MAX_RESULTS,
 )
 
@@ -128,7 +129,8 @@ class SearchReqBody(ProbeBody):
         alias="maxResults",
         ge=1,
         le=MAX_RESULTS,
-        description="matches per probe face",
+        description=f"matches per probe face; an answer holds at most {SEARCH_MAX_MATCHES} "
+        "(maxResults x maxFaces with allFaces)",
     )
     threshold: float | None = Field(
         None, ge=-1.0, le=1.0, description="only matches with a cosine score at least this"

@@ -245,13 +245,22 @@ class GalleryStore:
         """A page of faces (by subject, then id), and how many there are."""
         kind = self._kind(gallery)
         where = "" if subject is None else self._subject_filter(gallery, subject, kind)
-        rows = [] if where is None else self._all(gallery, ["subject", "metadata"], where)
+        # The order needs every face's subject; only the page's faces need their metadata (up
+        # to 16 KiB each): read for them alone.
+        rows = [] if where is None else self._all(gallery, ["subject"], where)
         if subject is not None and not rows:
             raise ApiError.not_found(f"subject {subject!r} is not in gallery {gallery!r}")
         rows.sort(key=lambda r: (r["subject"], r["face_id"]))
-        page = [
-            Face(r["face_id"], r["subject"], _metadata(r)) for r in rows[offset : offset + limit]
-        ]
+        shown = rows[offset : offset + limit]
+        metadata = {}
+        # pymilvus quotes ids unescaped: only ids of the one shape are asked for (all of them)
+        ids = [r["face_id"] for r in shown if _is_face_id(r["face_id"])]
+        if ids:
+            found = self._read(
+                self.client.get, _collection(gallery), ids=ids, output_fields=["metadata"]
+            )
+            metadata = {r["face_id"]: _metadata(r) for r in found}
+        page = [Face(r["face_id"], r["subject"], metadata.get(r["face_id"])) for r in shown]
         return page, len(rows)
 
     def delete_face(self, gallery: str, face_id: str) -> None:
@@ -627,6 +636,14 @@ def _checked_id(face_id: str) -> str:
     """A face id as a quoted literal, after checking it is one (32 hex digits)."""
     _check(rules.check_face_id, "face_id", face_id)
     return f'"{face_id}"'
+
+
+def _is_face_id(face_id: str) -> bool:
+    try:
+        rules.check_face_id(face_id)
+    except ValueError:
+        return False
+    return True
 
 
 def _subject_key(subject: str) -> str:

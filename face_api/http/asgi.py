@@ -60,8 +60,11 @@ class BodyTooLargeError(Exception):
     pass
 
 
-async def read_body(receive: Receive, max_bytes: int) -> bytes | None:
-    """The whole request body, or None when the client disconnected first.
+async def read_body(
+    receive: Receive, max_bytes: int, on_chunk: Callable[[int], None] | None = None
+) -> bytes | None:
+    """The whole request body, or None when the client disconnected first; ``on_chunk`` is told
+    each chunk's size as it arrives (and may raise to stop reading).
 
     Raises ``BodyTooLargeError`` as soon as more than ``max_bytes`` arrived.
     """
@@ -75,6 +78,8 @@ async def read_body(receive: Receive, max_bytes: int) -> bytes | None:
         size += len(chunk)
         if size > max_bytes:
             raise BodyTooLargeError
+        if on_chunk is not None:
+            on_chunk(len(chunk))
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

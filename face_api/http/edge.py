@@ -6,11 +6,13 @@
    gets its ``x-request-id`` (the access log names it), every POST's its ``Server-Timing``;
 2. ``DocsMiddleware``: ``/docs`` and ``/docs.json``, which need no key;
 3. ``ApiKeyMiddleware``: 401 before any body is read, on every path but the public GETs;
-4. ``ConcurrencyLimitMiddleware``: 429; after the key, so a slow upload holds a slot and the
+4. ``ExactPathMiddleware``: 404 for a trailing slash, an empty or a dot segment (never a
+   redirect that changes the resource a request acts on);
+5. ``ConcurrencyLimitMiddleware``: 429; after the key, so a slow upload holds a slot and the
    buffered bodies are bounded too;
-5. ``BodyLimitMiddleware``: 413; reads the body, once;
-6. ``RequestBodyMiddleware``: 422 for a body of the wrong kind for its route;
-7. ``ErrorShapeMiddleware``: BentoML's own error bodies in the contract's shapes.
+6. ``BodyLimitMiddleware``: 413, and 429 past the bytes in flight; reads the body, once;
+7. ``RequestBodyMiddleware``: 422 for a body of the wrong kind for its route;
+8. ``ErrorShapeMiddleware``: BentoML's own error bodies in the contract's shapes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from face_api.http.admission import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
+    ExactPathMiddleware,
     RequestBodyMiddleware,
 )
 from face_api.http.error_responses import ErrorShapeMiddleware
@@ -53,8 +56,15 @@ def edge_layers(
                 "enabled": settings.auth_enabled,
             },
         ),
+        (ExactPathMiddleware, {}),
         (ConcurrencyLimitMiddleware, {"max_in_flight": settings.max_concurrency}),
-        (BodyLimitMiddleware, {"max_bytes": settings.max_body_bytes}),
+        (
+            BodyLimitMiddleware,
+            {
+                "max_bytes": settings.max_body_bytes,
+                "max_bytes_in_flight": settings.max_body_bytes_in_flight,
+            },
+        ),
         (RequestBodyMiddleware, {"json_routes": json_routes, "file_routes": file_routes}),
         (ErrorShapeMiddleware, {}),
     ]

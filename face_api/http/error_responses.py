@@ -8,7 +8,8 @@
   routes alike) the request's deadline and turns its failures into their answers: never a 500 or
   a hang;
 - ``ErrorShapeMiddleware`` rewrites the error answers BentoML and FastAPI make themselves into
-  the same shapes. Ours carry a mark it takes off, so it never reads them again.
+  the same shapes. Ours carry a mark (``OURS``), so it never reads them again; the edge's
+  outermost layer takes the mark off every answer.
 """
 
 from __future__ import annotations
@@ -132,8 +133,7 @@ class ErrorShapeMiddleware:
                 headers = message.get("headers", [])
                 if message["status"] < 400 or any(k == OURS for k, _ in headers):
                     start = None  # a success, or an error answer of ours: as it is
-                    kept = [(k, v) for k, v in headers if k != OURS]
-                    await send({**message, "headers": kept})
+                    await send(message)
                     return
                 start = message
                 return

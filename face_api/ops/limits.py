@@ -7,7 +7,14 @@ MAX_RESULTS = 1000  # the contract: maxResults (and maxFaces) at most 1000
 DETECT_MAX_RESULTS = 750  # /v1/detect's default maxResults
 FACES_MAX_RESULTS = 128  # the default for many faces: multi-*, allFaces, a search's maxFaces
 SEARCH_MAX_RESULTS = 5  # a gallery search's matches per probe face
+# A search answer's matches at most: probe faces (maxFaces with allFaces, else 1) x maxResults,
+# checked before any work. Each match carries its face's metadata (FACE_GALLERY_METADATA_MAX_BYTES),
+# so an answer is at most about 1,000 x 17 KiB = 17 MiB at the default cap; a search of 1,000
+# faces x 1,000 results over 4 KB metadata had answered 208 MiB.
+SEARCH_MAX_MATCHES = 1000
 SUBJECT_MAX_CHARS = 256  # an enrolled person's name or id
+# An uploaded file's name: the file system's 255 bytes, less the temporary file's own prefix.
+FILENAME_MAX_BYTES = 200
 PAGE_MAX = 1000  # a gallery listing's largest page
 PAGE_DEFAULT = 100
 

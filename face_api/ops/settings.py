@@ -112,6 +112,9 @@ class Settings(BaseSettings):
 
     # --- limits ---------------------------------------------------------------------------
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    # Request bodies one API worker holds at once, in bytes (a 429 past it): each costs about six
+    # times its size in memory at its peak. Unset: four bodies at the limit.
+    max_body_bytes_in_flight: int | None = Field(None, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1)
     # Decoded pixels one runner worker holds at once, over all requests (a 429 past it). Unset:
     # four images at the pixel limit (480 MB as 8-bit BGR at 40 MP); at least two, since a
@@ -150,6 +153,13 @@ class Settings(BaseSettings):
             self.api_workers = max(1, cpus // 4)
         if self.max_concurrency is None:
             self.max_concurrency = max(32, 32 * cpus // self.api_workers)
+        if self.max_body_bytes_in_flight is None:
+            self.max_body_bytes_in_flight = 4 * self.max_body_bytes
+        if self.max_body_bytes_in_flight < self.max_body_bytes:
+            raise ValueError(
+                "FACE_MAX_BODY_BYTES_IN_FLIGHT must be at least FACE_MAX_BODY_BYTES: a body at "
+                "the limit must fit"
+            )
         if self.max_pixels_in_flight is None:
             self.max_pixels_in_flight = 4 * self.max_pixels
         if self.max_pixels_in_flight < 2 * self.max_pixels:

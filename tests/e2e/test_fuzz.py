@@ -49,6 +49,12 @@ CONTENT_KINDS = {
     "value_error.crop_size",
     "value_error.feature",
     "value_error.json",  # a form's text that is not the JSON its contentMediaType says
+    "value_error.image_format",  # bytes of a format the service does not take
+    "value_error.filename",  # an upload's file name, which no schema describes
+    # What no schema states between two values: a search's maxResults x maxFaces (its answer's
+    # bound), and a gallery drop's confirm, which must repeat the path's gallery.
+    "value_error.answer_size",
+    "value_error.confirm",
 }
 EXAMPLES_PER_OPERATION = 30  # 27 operations with parameters: 810 requests
 # Reproducible: the same examples every run, none remembered between runs.

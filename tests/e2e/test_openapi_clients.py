@@ -214,7 +214,7 @@ def test_the_generated_client_calls_every_operation_into_its_typed_model(server,
     face_id = enrolled.faces[0].face_id
     call("galleries", "delete_face", "Deleted", gallery=gallery, face_id=face_id)
     call("galleries", "delete_subject", "Deleted", gallery=gallery, subject=subject)
-    call("galleries", "delete_gallery", "Deleted", gallery=gallery)
+    call("galleries", "delete_gallery", "Deleted", gallery=gallery, confirm=gallery)
 
     call("info", "health", "HealthResponse")
     call("info", "server_info", "ServerInfo")

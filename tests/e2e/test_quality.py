@@ -242,8 +242,8 @@ def test_auto_enrolls_every_clean_frame_and_refuses_the_ruined_ones(api):
     # Before (issue 27): 19 of the 20 JPEG faces found and 27 of 33 blurred frames enrolled.
     assert refused["jpeg q 3"] == len(IDENTITIES), refused
     assert refused["motion blur 25 px horizontal"] >= 18, refused
-    api.delete("/v1/galleries/quality-clean")
-    api.delete("/v1/galleries/quality-ruined")
+    api.delete("/v1/galleries/quality-clean", params={"confirm": "quality-clean"})
+    api.delete("/v1/galleries/quality-ruined", params={"confirm": "quality-ruined"})
 
 
 def test_each_quality_filter_sets_its_own_bar(api):
@@ -264,7 +264,7 @@ def test_each_quality_filter_sets_its_own_bar(api):
     assert status == (200 if clean["quality"]["grade"] == "high" else 422)
     wrong = enroll(api, "quality-bars", b64(photo), qualityFilter="STRICT")
     assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"][-1] == "qualityFilter"
-    api.delete("/v1/galleries/quality-bars")
+    api.delete("/v1/galleries/quality-bars", params={"confirm": "quality-bars"})
 
 
 # -- group photos: the faces that pass are enrolled, the others listed -----------------------------
@@ -316,7 +316,7 @@ def test_all_faces_enrolls_the_faces_that_pass_and_lists_the_others(api, group):
     everyone = dict(body, qualityFilter="NONE")
     answer = api.post("/v1/galleries/quality-group/faces", json=everyone).json()
     assert len(answer["faces"]) == len(group) and answer["unindexedFaces"] == []
-    api.delete("/v1/galleries/quality-group")
+    api.delete("/v1/galleries/quality-group", params={"confirm": "quality-group"})
 
 
 def small_group() -> np.ndarray:
@@ -374,4 +374,4 @@ def test_search_reports_its_probes_quality_when_asked(api):
     plain = {"image": b64(IDENTITIES[1])}
     (result,) = api.post("/v1/galleries/quality-search/search", json=plain).json()["results"]
     assert "quality" not in result["face_detect"]
-    api.delete("/v1/galleries/quality-search")
+    api.delete("/v1/galleries/quality-search", params={"confirm": "quality-search"})

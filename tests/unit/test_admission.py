@@ -1,5 +1,6 @@
 """Which requests the edge takes (face_api/http/admission.py), on a tiny ASGI app behind the
-edge's layers: 401, 429, 413, and 422 for a body of the wrong kind or upload fields."""
+edge's layers: 401, 404 for a path no route spells, 429 (requests, bytes), 413, and 422 for a
+body of the wrong kind or upload fields."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from face_api.http.admission import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
+    ExactPathMiddleware,
     RequestBodyMiddleware,
 )
 from face_api.http.error_responses import ErrorShapeMiddleware
@@ -51,7 +53,9 @@ async def bentoml_validation(request: Request) -> JSONResponse:
     )
 
 
-def make_client(keys=("k1", "k2"), enabled=True, max_bytes=1000) -> TestClient:
+def make_client(
+    keys=("k1", "k2"), enabled=True, max_bytes=1000, max_bytes_in_flight=None
+) -> TestClient:
     app = Starlette(
         routes=[
             Route("/v1/echo", echo, methods=["POST", "GET", "DELETE"]),
@@ -71,7 +75,12 @@ def make_client(keys=("k1", "k2"), enabled=True, max_bytes=1000) -> TestClient:
         json_routes=["/v1/json", "/v1/g/{name}/json"],
         file_routes={"/v1/file/echo": ("image",), "/v1/file/g/{name}/json": ("image",)},
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=max_bytes,
+        max_bytes_in_flight=max_bytes_in_flight or 4 * max_bytes,
+    )
+    app.add_middleware(ExactPathMiddleware)
     app.add_middleware(ApiKeyMiddleware, keys=keys, enabled=enabled)  # outermost
     return TestClient(app)
 
@@ -133,6 +142,125 @@ def test_body_over_limit_is_413_with_and_without_content_length():
     response = client.post("/v1/echo", headers=headers, content=chunks())
     assert response.status_code == 413
     assert "limit" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE", "GET"])
+@pytest.mark.parametrize(
+    "path", ["/v1/echo/", "/v1//echo", "/v1/./echo", "/v1/g/../echo", "/v1/g/x/..", "/v1/."]
+)
+def test_a_path_no_route_spells_is_404_never_a_redirect(method, path):
+    """Sent as the raw path a client may send (httpx would resolve the dot segments first)."""
+    import asyncio
+
+    reached: list[str] = []
+
+    async def app(scope, receive, send):
+        reached.append(scope["path"])
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "headers": [],
+    }
+    asyncio.run(ExactPathMiddleware(app)(scope, receive, send))
+    assert reached == [] and sent[0]["status"] == 404
+    assert "no such route" in json.loads(sent[1]["body"])["detail"]
+
+
+def test_a_trailing_slash_is_404_through_the_edge_not_a_redirect():
+    client = make_client()
+    for method in ("POST", "DELETE", "GET"):
+        response = client.request(
+            method, "/v1/echo/", headers={"x-api-key": "k1"}, follow_redirects=False
+        )
+        assert response.status_code == 404
+
+
+def test_a_percent_encoded_dot_is_data_not_a_segment():
+    # Starlette decodes %2E%2E to ".." in the path; only a literal one in the request is a segment.
+    response = make_client().post("/v1/g/%2E%2E/json", headers={"x-api-key": "k1"}, json={})
+    assert response.status_code == 200
+
+
+def test_bodies_past_the_bytes_in_flight_are_429_before_they_are_read():
+    import asyncio
+
+    release = asyncio.Event()
+    reading: list[int] = []
+
+    async def slow_app(scope, receive, send):
+        await release.wait()
+        await JSONResponse({"ok": True})(scope, receive, send)
+
+    limiter = BodyLimitMiddleware(slow_app, max_bytes=1000, max_bytes_in_flight=1500)
+
+    async def call(size: int, declared: bool = True) -> tuple[int, bytes]:
+        sent: list[dict] = []
+        chunks = [b"x" * 100] * (size // 100)
+
+        async def receive():
+            reading.append(size)
+            chunk = chunks.pop() if chunks else b""
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+        async def send(message):
+            sent.append(message)
+
+        headers = [(b"content-length", str(size).encode())] if declared else []
+        scope = {"type": "http", "method": "POST", "path": "/v1/detect", "headers": headers}
+        await limiter(scope, receive, send)
+        return sent[0]["status"], sent[1]["body"]
+
+    async def scenario():
+        first = asyncio.create_task(call(1000))
+        while limiter.bytes_in_flight < 1000:
+            await asyncio.sleep(0)
+        reading.clear()
+        status, body = await call(600)  # 1000 + 600 > 1500: refused by its declared length
+        assert status == 429 and "FACE_MAX_BODY_BYTES_IN_FLIGHT" in json.loads(body)["detail"]
+        assert reading == []  # before a byte of it was read
+        status, _ = await call(600, declared=False)  # chunked: refused as its bytes arrive
+        assert status == 429
+        second = asyncio.create_task(call(500))  # fits beside the first
+        while limiter.bytes_in_flight < 1500:
+            await asyncio.sleep(0)
+        release.set()
+        assert [(await t)[0] for t in (first, second)] == [200, 200]
+        assert limiter.bytes_in_flight == 0  # every byte given back
+        assert (await call(1000))[0] == 200
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("filename", "message"),
+    [("x" * 250 + ".jpg", "over 200 bytes"), ("é" * 101, "over 200 bytes"), ("a\x00b", "NUL")],
+)
+def test_a_file_name_that_cannot_be_taken_is_422_naming_its_field(filename, message):
+    client = make_client(max_bytes=10_000)
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+        f"Content-Type: image/jpeg\r\n\r\nabc\r\n--{boundary}--\r\n"
+    ).encode()  # as written, not as a client library escapes it
+    headers = {"x-api-key": "k1", "content-type": f"multipart/form-data; boundary={boundary}"}
+    response = client.post("/v1/file/echo", headers=headers, content=body)
+    assert response.status_code == 422
+    [item] = response.json()["detail"]
+    assert item["loc"] == ["body", "image"] and item["type"] == "value_error.filename"
+    assert message in item["msg"]
+    ok = {"image": ("dir/../" + "x" * 196 + ".jpg", b"abc")}  # its base name is what counts
+    assert client.post("/v1/file/echo", headers={"x-api-key": "k1"}, files=ok).status_code == 200
 
 
 def test_text_in_a_file_field_is_422_and_never_fetched():
