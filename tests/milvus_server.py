@@ -27,6 +27,8 @@ class MilvusServer:
     port: int
     # Milvus's proxy.timeTickInterval: how long a Strong read waits at most (200 ms by default).
     time_tick_ms: int | None = None
+    # common.security.authorizationEnabled: users and roles, `root:Milvus` the first admin.
+    authorization: bool = False
     _server: Any = None
     _lock: Any = None
 
@@ -46,6 +48,8 @@ class MilvusServer:
             self._server.config.configs["proxy_port"] = self.port
             if self.time_tick_ms is not None:
                 self._server.config.set("proxy.timeTickInterval", self.time_tick_ms)
+            if self.authorization:
+                self._server.config.set("authorization_enabled", True)
             self._server.start()  # returns once its health endpoint answers
         except BaseException:
             self.stop()
@@ -72,8 +76,10 @@ class MilvusServer:
 
 
 @contextlib.contextmanager
-def running_milvus(data_dir: Path, time_tick_ms: int | None = None) -> Iterator[MilvusServer]:
-    server = MilvusServer(data_dir, free_port(), time_tick_ms)
+def running_milvus(
+    data_dir: Path, time_tick_ms: int | None = None, authorization: bool = False
+) -> Iterator[MilvusServer]:
+    server = MilvusServer(data_dir, free_port(), time_tick_ms, authorization)
     server.start()
     try:
         yield server

@@ -32,7 +32,7 @@ def open_store(settings: Settings, pack: str, dimension: int) -> GalleryStore:
         settings.gallery_store_uri(),
         pack,
         dimension,
-        settings.gallery_token,
+        settings.load_gallery_token(),
         connect_timeout_s=settings.request_timeout_s,
         metadata_max_bytes=settings.gallery_metadata_max_bytes,
     )

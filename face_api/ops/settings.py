@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, FilePath, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from face_api.ops.limits import MAX_RESULTS
@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     gallery_dir: Path = Field(default_factory=lambda: default_gallery_dir(os.environ))
     gallery_uri: str | None = None
     gallery_token: str | None = Field(default=None, repr=False)
+    # The token in a file instead (a mounted Secret), so it is in no process's environment.
+    gallery_token_file: FilePath | None = None
     # An enrolled face's metadata, serialized as JSON (UTF-8), at most this many bytes.
     gallery_metadata_max_bytes: int = Field(GALLERY_METADATA_MAX_BYTES, ge=2, le=64 * 1024)
 
@@ -168,6 +170,22 @@ class Settings(BaseSettings):
                 "request holds two images"
             )
         return self
+
+    @model_validator(mode="after")
+    def _one_gallery_token(self) -> Settings:
+        if self.gallery_token is not None and self.gallery_token_file is not None:
+            raise ValueError("set FACE_GALLERY_TOKEN or FACE_GALLERY_TOKEN_FILE, not both")
+        return self
+
+    def load_gallery_token(self) -> str | None:
+        """The Milvus server's token (``user:password``): ``FACE_GALLERY_TOKEN``, else the
+        stripped content of ``FACE_GALLERY_TOKEN_FILE``."""
+        if self.gallery_token_file is None:
+            return self.gallery_token
+        token = self.gallery_token_file.read_text(encoding="utf-8").strip()
+        if not token:
+            raise ValueError(f"FACE_GALLERY_TOKEN_FILE ({self.gallery_token_file}) is empty")
+        return token
 
     def gallery_store_uri(self) -> str:
         """Where the galleries are: the Milvus server's URI, else the embedded Milvus Lite's

@@ -85,3 +85,57 @@ def test_galleries_default_to_data_only_in_a_container(monkeypatch):
     assert Settings().gallery_dir == Path("/data")
     monkeypatch.setenv("FACE_GALLERY_DIR", "/srv/galleries")
     assert Settings().gallery_dir == Path("/srv/galleries")
+
+
+def test_the_gallery_token_from_a_file_stripped(tmp_path, monkeypatch):
+    """A mounted Secret (FACE_GALLERY_TOKEN_FILE) keeps the token out of every environment."""
+    token_file = tmp_path / "token"
+    token_file.write_text("face-api:s3cret\n")
+    monkeypatch.delenv("FACE_GALLERY_TOKEN", raising=False)
+    monkeypatch.setenv("FACE_GALLERY_TOKEN_FILE", str(token_file))
+    settings = Settings()
+    assert settings.load_gallery_token() == "face-api:s3cret"
+    assert "s3cret" not in repr(settings)
+    monkeypatch.delenv("FACE_GALLERY_TOKEN_FILE")
+    monkeypatch.setenv("FACE_GALLERY_TOKEN", "root:Milvus")
+    assert Settings().load_gallery_token() == "root:Milvus"
+    monkeypatch.delenv("FACE_GALLERY_TOKEN")
+    assert Settings().load_gallery_token() is None
+
+
+def test_a_gallery_token_file_that_is_missing_empty_or_doubled_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("FACE_GALLERY_TOKEN", raising=False)
+    monkeypatch.setenv("FACE_GALLERY_TOKEN_FILE", str(tmp_path / "absent"))
+    with pytest.raises(ValidationError, match="gallery_token_file"):
+        Settings()
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    monkeypatch.setenv("FACE_GALLERY_TOKEN_FILE", str(empty))
+    with pytest.raises(ValueError, match="FACE_GALLERY_TOKEN_FILE .* is empty"):
+        Settings().load_gallery_token()
+    monkeypatch.setenv("FACE_GALLERY_TOKEN", "root:Milvus")
+    with pytest.raises(ValidationError, match="not both"):
+        Settings()
+
+
+def test_every_gallery_store_is_opened_with_the_token_from_either_setting(tmp_path, monkeypatch):
+    """The service's gallery store and the gallery command both take the token from
+    ``load_gallery_token``: no module but the settings reads the raw field."""
+    import face_api.galleries.__main__ as command
+
+    token_file = tmp_path / "token"
+    token_file.write_text("face-api:from-file\n")
+    monkeypatch.delenv("FACE_GALLERY_TOKEN", raising=False)
+    monkeypatch.setenv("FACE_GALLERY_TOKEN_FILE", str(token_file))
+    opened = []
+    monkeypatch.setattr(command, "GalleryStore", lambda *args, **kwargs: opened.append(args))
+    command.open_store(Settings(), "buffalo_sc_int8", 512)
+    assert opened[0][3] == "face-api:from-file"
+    root = Path(__file__).resolve().parents[2]
+    readers = [
+        path.relative_to(root).as_posix()
+        for folder in ("face_api", "runners")
+        for path in (root / folder).rglob("*.py")
+        if ".gallery_token," in path.read_text() or ".gallery_token)" in path.read_text()
+    ]
+    assert readers == [], readers
