@@ -47,6 +47,10 @@ class GalleryStoreService:
         start_worker()
         self._stores: dict[tuple[str, int], GalleryStore] = {}
         self._opening = threading.Lock()  # one store per pack, whichever thread asks first
+        try:  # a token file that cannot be read stops the server now, not at a gallery call
+            settings.load_gallery_token()
+        except (OSError, ValueError) as exc:
+            refuse_to_start(f"FACE_GALLERY_TOKEN_FILE: {exc}")
         if not settings.gallery_uri:  # embedded Milvus Lite: this folder is ours alone
             try:
                 self._folder_claim = folder.claim(settings.gallery_dir)

@@ -635,26 +635,31 @@ def in_flight(objects: list[K8sObject]) -> int:
         ("gpu", {"requestsInFlight": {"bodyMemory": "512Mi"}}),
     ],
 )
-def test_tmp_and_memory_hold_every_request_in_flight_at_the_body_limit(variant, extra):
-    """Each request in flight may carry maxBodyBytes: one copy spooled to /tmp (a multipart
-    upload) and bodyCopies in memory (measured 8.7 for JSON bodies). Before, the GPU defaults let
-    256 of 20 MiB in at once: 5 GiB against a 2 GiB /tmp, and their copies against 6 GiB."""
+def test_tmp_and_memory_hold_the_body_bytes_in_flight(variant, extra):
+    """Each API worker holds at most FACE_MAX_BODY_BYTES_IN_FLIGHT of bodies (the service answers
+    429 past it): one copy of each spooled to /tmp (a multipart upload) and bodyCopies in memory
+    (measured 8.7 for JSON bodies). Before, the GPU defaults let 256 bodies of 20 MiB in at once:
+    5 GiB against a 2 GiB /tmp, and their copies against 6 GiB."""
     objects = render(*VARIANTS[variant], extra)
     values = merged(values_of(variant), extra)
     flight, body = values["requestsInFlight"], values["maxBodyBytes"]
-    n = in_flight(objects)
+    env = plain_env(objects)
+    workers, per_worker = int(env["FACE_API_WORKERS"]), int(env["FACE_MAX_BODY_BYTES_IN_FLIGHT"])
+    assert per_worker >= body  # a body at the limit always fits
+    assert workers * per_worker * flight["bodyCopies"] <= max(
+        quantity(flight["bodyMemory"]), workers * body * flight["bodyCopies"]
+    )
     box = container(objects)
     tmp = quantity(mounts(objects)["/tmp"]["volume"]["emptyDir"]["sizeLimit"])
-    assert tmp >= quantity(flight["tmpBase"]) + n * body
+    assert tmp >= quantity(flight["tmpBase"]) + workers * per_worker
     assert quantity(box["resources"]["requests"]["ephemeral-storage"]) == tmp
-    bodies = n * body * flight["bodyCopies"]
-    assert bodies <= quantity(flight["bodyMemory"])  # the cap
     limit = quantity(box["resources"]["limits"]["memory"])
+    bodies = workers * per_worker * flight["bodyCopies"]
     assert limit >= quantity(values["resources"]["limits"]["memory"]) + bodies
     assert quantity(box["resources"]["requests"]["memory"]) == quantity(
         values["resources"]["requests"]["memory"]
     )
-    assert n >= 1
+    assert in_flight(objects) >= 1
 
 
 def test_the_cpu_replica_takes_the_bars_32_clients_without_a_429():

@@ -151,16 +151,18 @@ exit (a few seconds, README.md "Containers": `docker stop`). */}}
 {{- end }}
 
 {{/*
-The requests in flight, derived (values.yaml, requestsInFlight; README.md beside the chart):
+The requests in flight and their bodies, derived (values.yaml, requestsInFlight; README.md beside
+the chart):
   workers    = max(1, CPUs / 4)                       the service's own rule (FACE_API_WORKERS)
   per worker = min( max(32, 32 x CPUs / workers),     the service's own rule (32 per CPU)
-                    100 - connectionsHeadroom,        BentoML's client to the runner: 100
+                    100 - connectionsHeadroom ),      BentoML's client to the runner: 100
                                                       connections, /readyz needs one free
-                    bodyMemory / (maxBodyBytes x bodyCopies) / workers ), at least 1
   in flight  = per worker x workers
-  bodies     = in flight x maxBodyBytes x bodyCopies  added to the memory request and limit
-  /tmp       = tmpBase + in flight x maxBodyBytes     the emptyDir's sizeLimit
-As a dict: cpus, workers, perWorker, inFlight, bodyBytes, tmpBytes.
+  body bytes = max(maxBodyBytes,                      bodies one API worker holds at once
+               bodyMemory / bodyCopies / workers)     (FACE_MAX_BODY_BYTES_IN_FLIGHT; past it 429)
+  bodies     = workers x body bytes x bodyCopies      added to the memory limit
+  /tmp       = tmpBase + workers x body bytes         the emptyDir's sizeLimit
+As a dict: cpus, workers, perWorker, inFlight, bodyBytesPerWorker, bodyBytes, tmpBytes.
 */}}
 {{- define "face-api.inFlight" -}}
 {{- $cpus := include "face-api.cpus" . | int }}
@@ -170,12 +172,12 @@ As a dict: cpus, workers, perWorker, inFlight, bodyBytes, tmpBytes.
 {{- $copies := int64 $flight.bodyCopies }}
 {{- $byService := max 32 (div (mul 32 $cpus) $workers) }}
 {{- $byConnections := sub 100 (int $flight.connectionsHeadroom) }}
-{{- $byMemory := div (div (int64 (include "face-api.bytes" $flight.bodyMemory)) (mul $body $copies)) $workers }}
-{{- $perWorker := max 1 (min $byService $byConnections $byMemory) }}
+{{- $perWorker := max 1 (min $byService $byConnections) }}
 {{- $inFlight := mul $perWorker $workers }}
-{{- $bodies := mul $inFlight $body $copies }}
-{{- $tmp := add (int64 (include "face-api.bytes" $flight.tmpBase)) (mul $inFlight $body) }}
-{{- dict "cpus" $cpus "workers" $workers "perWorker" $perWorker "inFlight" $inFlight "bodyBytes" $bodies "tmpBytes" $tmp | toJson }}
+{{- $perWorkerBytes := max $body (div (div (int64 (include "face-api.bytes" $flight.bodyMemory)) $copies) $workers) }}
+{{- $bodies := mul $workers $perWorkerBytes $copies }}
+{{- $tmp := add (int64 (include "face-api.bytes" $flight.tmpBase)) (mul $workers $perWorkerBytes) }}
+{{- dict "cpus" $cpus "workers" $workers "perWorker" $perWorker "inFlight" $inFlight "bodyBytesPerWorker" $perWorkerBytes "bodyBytes" $bodies "tmpBytes" $tmp | toJson }}
 {{- end }}
 
 {{/* Seconds a rollout may go without progress: a new pod's scheduling and pull
