@@ -20,6 +20,7 @@ settings = get_settings()
 # Before anything below loads OpenCV, and so in every worker the server starts from here.
 bound_image_decoding(settings.max_pixels)
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,12 @@ from runners.gallery_service import GalleryStoreService
 from runners.insightface_runner import InsightFaceRunner
 
 SERVICE_NAME = "face-api"
+log = logging.getLogger("face_api")
+AUTH_OFF = (
+    "API key checks are off (FACE_API_AUTH=off): anyone who can reach this server can enroll, "
+    "search and delete faces; only loopback and FACE_ALLOWED_HOSTS names are served, and no "
+    "browser page of another site"
+)
 
 # Its routes are merged into the service's /docs.json; it serves no docs of its own.
 info_app = FastAPI(
@@ -130,9 +137,12 @@ class FaceAPI:
                 "no API key configured: set FACE_API_KEYS (comma-separated) or FACE_API_KEYS_FILE "
                 "(one key a line), or switch key checks off explicitly with FACE_API_AUTH=off"
             )
+        warnings = [] if settings.auth_enabled else [AUTH_OFF]
+        for warning in warnings:
+            log.warning("!!! %s !!!", warning)
         runner = RunnerClient(self.runner, settings.max_results_cap)
         # What the endpoints and the gallery routes (their ``GalleryHost``) work with.
-        self.served = ServedModel(runner, SERVICE_NAME)
+        self.served = ServedModel(runner, SERVICE_NAME, warnings)
         self.faces = FaceEndpoints(runner, self.served, Bars.from_settings(settings))
         self.galleries = GalleryStoreClient(
             self.gallery_store, self.served, settings.gallery_metadata_max_bytes

@@ -56,7 +56,11 @@ def claim(folder: Path, wait_s: float = CLAIM_WAIT_S) -> IO[str]:
     Raises ``GalleryFolderInUseError`` when another process still holds it after ``wait_s``.
     """
     make_private(folder)
-    handle = (folder / LOCK_FILE).open("a+", encoding="utf-8")
+    # The service user's own file, never a link planted in its place.
+    descriptor = os.open(
+        folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600
+    )
+    handle = os.fdopen(descriptor, "a+", encoding="utf-8")
     deadline = time.monotonic() + wait_s
     while True:
         try:

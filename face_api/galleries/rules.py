@@ -6,6 +6,15 @@ Identifiers have one exact shape each (``face_api/ops/limits.py``), checked with
 Metadata is plain JSON: an object, at most ``METADATA_MAX_DEPTH`` deep, finite numbers, integers
 that fit in 64 bits, valid Unicode text, at most the configured bytes as compact UTF-8 JSON.
 
+A subject is what a person reads: it arrives in Unicode's NFC form at every door (enroll,
+verify, the listing's filter, import, erasure), and a name with a character that shows nothing or
+changes how its neighbours show (controls, formats such as zero-width and bidirectional marks,
+tags, line and paragraph separators, private use, unassigned code points, other
+default-ignorable ones), a space other than the plain one, or spaces at either end or two at once,
+is refused: its twin without them would look the same. Names that look the same through different
+letters (a Cyrillic ``А`` for a Latin ``A``) share a look (``lookalikes.py``): a gallery keeps one
+name per look, and erasure goes by the look.
+
 Erasure takes any name: deleting or listing a subject takes whatever an earlier version may have
 enrolled (control characters, slashes), since the store never splices a name into a query.
 """
@@ -15,11 +24,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
+from face_api.galleries import lookalikes
 from face_api.ops.limits import (
     FACE_ID_PATTERN,
     GALLERY_NAME_MAX_CHARS,
@@ -36,6 +48,11 @@ GALLERY_RULE = (
 SUBJECT_RULE = (
     f"subjects are 1-{SUBJECT_MAX_CHARS} characters, without control characters, '/' or '\\', "
     "and not '.' or '..'"
+)
+VISIBLE_RULE = (
+    "subjects hold only characters that show (no zero-width, bidirectional, tag, format, "
+    "private-use or unassigned characters, no line or paragraph separators), and single plain "
+    "spaces between words"
 )
 FACE_ID_RULE = "face ids are 32 lowercase hexadecimal digits, as enroll answers them"
 
@@ -57,9 +74,31 @@ _check_subject_text = _fullmatch(SUBJECT_PATTERN, SUBJECT_RULE)
 
 
 def check_subject(value: str) -> str:
-    if len(value) > SUBJECT_MAX_CHARS:
+    """``value`` in NFC, if it is a name enrollment takes; else ``ValueError`` saying why."""
+    name = unicodedata.normalize("NFC", value)
+    if len(name) > SUBJECT_MAX_CHARS:
         raise ValueError(SUBJECT_RULE)
-    return _check_subject_text(value)
+    _check_subject_text(name)
+    if any(_hidden(c) for c in name) or name != name.strip(" ") or "  " in name:
+        # its own kind: no pattern in the published document (ECMA-262) can state this rule
+        raise PydanticCustomError("value_error.subject", VISIBLE_RULE)
+    return name
+
+
+def _hidden(char: str) -> bool:
+    """Shows nothing, or changes how its neighbours show, or is a space but the plain one."""
+    if char == " ":
+        return False
+    return (
+        lookalikes.is_invisible(char)
+        or unicodedata.category(char) in ("Co", "Cn", "Zs")
+        or char.isspace()
+    )
+
+
+def subject_query(value: str) -> str:
+    """A subject as verify and the listing's filter take it: in NFC (what enrollment stored)."""
+    return unicodedata.normalize("NFC", value)
 
 
 def documented(pattern: str, max_length: int, description: str) -> dict[str, Any]:
@@ -70,7 +109,9 @@ def documented(pattern: str, max_length: int, description: str) -> dict[str, Any
 
 GALLERY_DOC = documented(GALLERY_NAME_PATTERN, GALLERY_NAME_MAX_CHARS, GALLERY_RULE)
 SUBJECT_DOC = documented(
-    SUBJECT_PATTERN, SUBJECT_MAX_CHARS, f"the person's name or id: {SUBJECT_RULE}"
+    SUBJECT_PATTERN,
+    SUBJECT_MAX_CHARS,
+    f"the person's name or id, taken in Unicode's NFC form: {SUBJECT_RULE}; {VISIBLE_RULE}",
 )
 FACE_ID_DOC = documented(FACE_ID_PATTERN, 32, FACE_ID_RULE)
 

@@ -2,9 +2,11 @@
 
 One Milvus collection per gallery (its name hex-encoded, since Milvus names allow only letters,
 digits and ``_``), each face a row: ``face_id``, ``subject``, ``subject_key`` (the subject's UTF-8
-in hex), ``metadata`` (JSON) and the unit embedding, searched by cosine (the same scale as
-``/v1/score``). The collection says which model pack filled it (its description) and the
-embedding size (its vector field), so features of another pack are refused, never mixed.
+in hex), ``subject_look`` (how it looks, in hex: ``lookalikes.py``; erasure goes by it, and a
+gallery keeps one name per look), ``metadata`` (JSON) and the unit embedding, searched by cosine
+(the same scale as ``/v1/score``). The collection says which model pack filled it (its
+description) and the embedding size (its vector field), so features of another pack are refused,
+never mixed.
 
 Several replicas may share one Milvus server, each its own client, and must agree with each
 other. So the store remembers nothing between calls: the collection is the gallery (made with
@@ -38,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from face_api.galleries import rules
+from face_api.galleries import lookalikes, rules
 from face_api.ops.errors import ApiError
 from face_api.ops.limits import SUBJECT_MAX_CHARS
 from face_api.ops.settings import GALLERY_METADATA_MAX_BYTES
@@ -57,6 +59,8 @@ READ_LEVEL = "Strong"  # every read: see the module's docstring
 _NOT_LOADED = 101  # Milvus's ErrCollectionNotLoaded
 _MISSING = 100  # Milvus's ErrCollectionNotFound
 SUBJECT_KEY = "subject_key"
+# How the subject looks (``lookalikes.look_key``): what erasure and the look-alike check go by.
+LOOK_KEY = "subject_look"
 # An enroll whose gallery another replica dropped mid-way makes it again; this many times.
 _ENROLL_ATTEMPTS = 3
 _READY_PROBE = "face_api_ready"  # made and dropped once as Milvus Lite starts
@@ -91,7 +95,8 @@ class _Kind:
 
     pack: str
     dimension: int
-    keyed: bool  # has subject_key (made by this version)
+    keyed: bool  # has subject_key (made by this version or the one before)
+    looked: bool = False  # has subject_look (made by this version)
     importing: bool = False  # an import is filling it (or stopped half-way): not served
 
 
@@ -158,21 +163,17 @@ class GalleryStore:
         The gallery is made on its first enrollment, for this store's pack, and made again if
         another replica drops it meanwhile.
         """
-        _check(rules.check_subject, "subject", subject)
+        subject = _check(rules.check_subject, "subject", subject)
         _check(lambda m: rules.check_metadata(m, self.metadata_max_bytes), "metadata", metadata)
         vectors = self._vectors(features)
         ids = [uuid.uuid4().hex for _ in vectors]
         for _ in range(_ENROLL_ATTEMPTS):
             try:
                 kind = self._open_or_create(gallery)
+                self._refuse_lookalike(gallery, subject, kind)
                 rows = [
-                    {
-                        "face_id": i,
-                        "subject": subject,
-                        **({SUBJECT_KEY: _subject_key(subject)} if kind.keyed else {}),
-                        "metadata": metadata or {},
-                        "vector": v.tolist(),
-                    }
+                    {"face_id": i, **_subject_columns(subject, kind), "metadata": metadata or {}}
+                    | {"vector": v.tolist()}
                     for i, v in zip(ids, vectors, strict=True)
                 ]
                 self._call(self.client.insert, _collection(gallery), rows)
@@ -210,6 +211,7 @@ class GalleryStore:
         """The subject's face closest to ``feature``."""
         vector = self._vectors(feature.reshape(1, -1))[0]
         kind = self._checked(gallery)
+        subject = rules.subject_query(subject)
         where = self._subject_filter(gallery, subject, kind)
         hits = (
             where
@@ -244,6 +246,8 @@ class GalleryStore:
     ) -> tuple[list[Face], int]:
         """A page of faces (by subject, then id), and how many there are."""
         kind = self._kind(gallery)
+        if subject is not None:
+            subject = rules.subject_query(subject)
         where = "" if subject is None else self._subject_filter(gallery, subject, kind)
         # The order needs every face's subject; only the page's faces need their metadata (up
         # to 16 KiB each): read for them alone.
@@ -274,8 +278,10 @@ class GalleryStore:
         self._call(self.client.delete, _collection(gallery), ids=[face_id])
 
     def delete_subject(self, gallery: str, subject: str) -> int:
-        """Deletes every face of ``subject``; returns how many there were (404 for none)."""
-        where = self._subject_filter(gallery, subject, self._kind(gallery))
+        """Deletes every face of every subject that looks like ``subject`` (what a person would
+        call by that name: its NFC form, an invisible character or look-alike letter apart);
+        returns how many there were (404 for none)."""
+        where = self._look_filter(gallery, subject, self._kind(gallery))
         count = 0 if where is None else self._count(gallery, where)
         if not count:
             raise ApiError.not_found(f"subject {subject!r} is not in gallery {gallery!r}")
@@ -329,27 +335,22 @@ class GalleryStore:
 
     def import_faces(self, gallery: str, faces: list[dict[str, Any]]) -> None:
         """Faces into a gallery being imported, each keeping its id: ``face_id``, ``subject``,
-        ``metadata``, ``vector``. A subject is taken as an earlier version may have enrolled
-        it (any text that fits): it stays erasable by its name."""
+        ``metadata``, ``vector``, each held to enrollment's rules (the subject in NFC, the
+        metadata's, the pack's embedding size)."""
+        kind = self._kind(gallery, served=False)
         vectors = self._vectors(np.stack([f["vector"] for f in faces]))
         rows = []
         for face, vector in zip(faces, vectors, strict=True):
             _check(rules.check_face_id, "face_id", face["face_id"])
-            subject = face["subject"]
-            if not isinstance(subject, str) or not 1 <= len(subject) <= SUBJECT_MAX_CHARS:
-                raise ApiError.invalid("subject", f"subject {subject!r} does not fit a gallery")
+            subject = _check(rules.check_subject, "subject", face["subject"])
             metadata = face.get("metadata") or {}
             _check(lambda m: rules.check_metadata(m, self.metadata_max_bytes), "metadata", metadata)
             rows.append(
-                {
-                    "face_id": face["face_id"],
-                    "subject": subject,
-                    SUBJECT_KEY: _subject_key(subject),
-                    "metadata": metadata,
-                    "vector": vector.tolist(),
-                }
+                {"face_id": face["face_id"], **_subject_columns(subject, kind)}
+                | {"metadata": metadata, "vector": vector.tolist()}
             )
-        # upsert: a face id given twice is one face, and a resumed batch adds nothing twice
+        # The file's ids are checked to be distinct (transfer.py); upsert: a batch sent again
+        # after a lost answer adds nothing twice.
         self._call(self.client.upsert, _collection(gallery), rows)
 
     def finish_import(self, gallery: str, faces: int) -> None:
@@ -383,7 +384,9 @@ class GalleryStore:
                 "import it again with --replace, or delete it)"
             )
         dimension = int(fields["vector"]["params"]["dim"])
-        return _Kind(pack, dimension, SUBJECT_KEY in fields, importing)
+        return _Kind(
+            pack, dimension, SUBJECT_KEY in fields, looked=LOOK_KEY in fields, importing=importing
+        )
 
     def _checked(self, name: str) -> _Kind:
         """The gallery's kind, which must be this store's pack: features of different models
@@ -427,6 +430,7 @@ class GalleryStore:
         schema.add_field("face_id", DataType.VARCHAR, is_primary=True, max_length=64)
         schema.add_field("subject", DataType.VARCHAR, max_length=SUBJECT_MAX_CHARS * 4)
         schema.add_field(SUBJECT_KEY, DataType.VARCHAR, max_length=SUBJECT_MAX_CHARS * 8)
+        schema.add_field(LOOK_KEY, DataType.VARCHAR, max_length=SUBJECT_MAX_CHARS * 8)
         schema.add_field("metadata", DataType.JSON)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimension)
         index = self.client.prepare_index_params()
@@ -459,6 +463,38 @@ class GalleryStore:
         rows = self._all(gallery, ["subject"])
         ids = [_checked_id(r["face_id"]) for r in rows if r["subject"] == subject]
         return f"face_id in [{', '.join(ids)}]" if ids else None
+
+    def _look_filter(self, gallery: str, subject: str, kind: _Kind) -> str | None:
+        """A filter expression for the faces of every subject that looks like ``subject``, made
+        only of hex digits the store computed; None when the gallery holds none. A gallery made
+        before looks were kept is read whole (its subjects' looks computed here)."""
+        key = lookalikes.look_key(subject)
+        if kind.looked:
+            return f'{LOOK_KEY} == "{key}"'
+        rows = self._all(gallery, ["subject"])
+        ids = [_checked_id(r["face_id"]) for r in rows if lookalikes.look_key(r["subject"]) == key]
+        return f"face_id in [{', '.join(ids)}]" if ids else None
+
+    def _refuse_lookalike(self, gallery: str, subject: str, kind: _Kind) -> None:
+        """409 when the gallery holds another name that looks like ``subject``: a gallery keeps
+        one name per look, so that erasure by the name a person sees reaches one person."""
+        if not kind.looked:
+            return  # made before looks were kept: erasure reads it whole
+        look, own = lookalikes.look_key(subject), _subject_key(subject)
+        where = f'{LOOK_KEY} == "{look}" and {SUBJECT_KEY} != "{own}"'
+        found = self._read(
+            self.client.query,
+            _collection(gallery),
+            filter=where,
+            output_fields=["subject"],
+            limit=1,
+        )
+        if found:
+            raise ApiError(
+                409,
+                f"subject {subject!r} looks the same as {found[0]['subject']!r}, enrolled in "
+                f"gallery {gallery!r}: enroll under that name, or under one that looks different",
+            )
 
     def _vectors(self, features: np.ndarray) -> np.ndarray:
         vectors = np.asarray(features, dtype=np.float32)
@@ -625,9 +661,10 @@ def _description(description: str) -> dict[str, Any]:
     return described if isinstance(described, dict) else {}
 
 
-def _check(rule: Callable[[Any], Any], field: str, value: Any) -> None:
+def _check(rule: Callable[[Any], Any], field: str, value: Any) -> Any:
+    """``rule(value)``: the value as the rule takes it, or the field's 422."""
     try:
-        rule(value)
+        return rule(value)
     except ValueError as exc:
         raise ApiError.invalid(field, str(exc)) from None
 
@@ -636,6 +673,16 @@ def _checked_id(face_id: str) -> str:
     """A face id as a quoted literal, after checking it is one (32 hex digits)."""
     _check(rules.check_face_id, "face_id", face_id)
     return f'"{face_id}"'
+
+
+def _subject_columns(subject: str, kind: _Kind) -> dict[str, str]:
+    """A face's subject columns, as the gallery's layout has them."""
+    columns = {"subject": subject}
+    if kind.keyed:
+        columns[SUBJECT_KEY] = _subject_key(subject)
+    if kind.looked:
+        columns[LOOK_KEY] = lookalikes.look_key(subject)
+    return columns
 
 
 def _is_face_id(face_id: str) -> bool:

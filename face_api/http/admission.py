@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -32,7 +33,6 @@ from face_api.http.asgi import (
     read_body,
     replay,
     route_pattern,
-    with_header,
 )
 from face_api.http.error_responses import send_error
 from face_api.ops.errors import ApiError
@@ -49,6 +49,7 @@ PUBLIC_GET_PATHS = frozenset(
 # The docs page's own assets (Swagger UI), which BentoML serves under /static_content/.
 PUBLIC_GET_PREFIXES = ("/v1/info/", "/static_content/")
 METRICS_PATH = "/metrics"
+JSON_CONTENT_TYPE = "application/json"
 
 
 def is_public(method: str, path: str) -> bool:
@@ -96,12 +97,14 @@ class ApiKeyMiddleware:
         keys: Iterable[str],
         metrics_keys: Iterable[str] = (),
         enabled: bool = True,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.enabled = enabled
         # With no key configured everything keyed is refused (FaceAPI also refuses to start).
         self.keys = _KeyRing(keys)
         self.metrics_keys = _KeyRing(metrics_keys)
+        self.allowed_hosts = {h.lower() for h in allowed_hosts} | LOOPBACK_NAMES
 
     def _admits(self, scope: Scope, presented: bytes) -> bool:
         if self.keys.holds(presented):
@@ -110,6 +113,9 @@ class ApiKeyMiddleware:
         return reads_metrics and self.metrics_keys.holds(presented)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.enabled and scope["type"] == "http" and (refusal := self._unkeyed(scope)):
+            await send_error(ApiError(403, refusal), scope, receive, send)
+            return
         if (
             self.enabled
             and scope["type"] == "http"
@@ -126,6 +132,43 @@ class ApiKeyMiddleware:
                 await send_error(ApiError(401, message), scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _unkeyed(self, scope: Scope) -> str | None:
+        """With key checks off, why a request is refused (None: served). Only this machine's
+        names and addresses, and FACE_ALLOWED_HOSTS, are served: a page of any site can make a
+        browser send a request, and a name it controls can point at this machine (DNS
+        rebinding). A browser's request from another site says so (``Origin``,
+        ``Sec-Fetch-Site``) and is refused."""
+        host = (header(scope, b"host") or b"").decode("latin-1").strip().lower()
+        name = _host_name(host)
+        if name not in self.allowed_hosts and not _is_address(name):
+            return (
+                f"Host {host!r} is not served with key checks off (FACE_API_AUTH=off): use an "
+                "address, or list the name in FACE_ALLOWED_HOSTS"
+            )
+        site = (header(scope, b"sec-fetch-site") or b"").decode("latin-1").strip().lower()
+        origin = (header(scope, b"origin") or b"").decode("latin-1").strip().lower()
+        if site == "cross-site" or (origin and origin.partition("://")[2] != host):
+            return "a browser's request from another site is refused with key checks off"
+        return None
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def _host_name(host: str) -> str:
+    """A Host header's name or address, without its port (``[::1]:3000`` is ``::1``)."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 class ExactPathMiddleware:
@@ -253,10 +296,9 @@ class _BodiesFullError(Exception):
 class RequestBodyMiddleware:
     """422 for a body that does not fit its route's kind, before any parser sees it.
 
-    JSON routes: the body must be text, to be parsed as JSON by the route (any content type; it
-    is handed on as ``application/json``). A multipart or form body is answered with the route's
-    ``/v1/file/`` twin where there is one: sending an upload to ``/v1/detect`` is the everyday
-    mix-up.
+    JSON routes: the body must be sent as ``application/json`` and be text, to be parsed as JSON
+    by the route. A multipart or form body is answered with the route's ``/v1/file/`` twin where
+    there is one: sending an upload to ``/v1/detect`` is the everyday mix-up.
     Without this, BentoML's parser and FastAPI's error encoder raised on non-UTF-8 bytes (500).
 
     Multipart routes: the file fields must hold files. BentoML would treat a text value as a URL
@@ -301,6 +343,14 @@ class RequestBodyMiddleware:
             errors = await self._check_upload(kind, scope, body, fields or ())
         elif kind.startswith(FORM_CONTENT_TYPES):
             errors = [self._form_sent_to(path)]
+        elif kind.partition(";")[0].strip() != JSON_CONTENT_TYPE:
+            # A browser sends text/plain (or no type) across sites without asking first: JSON
+            # routes take only what it must ask for, so no page of another site posts to them.
+            message = (
+                f"{path} takes a JSON body sent as content-type: application/json "
+                f"(got {kind or 'none'})"
+            )
+            errors = [{"type": "value_error.content_type", "loc": ["body"], "msg": message}]
         else:
             errors = []
             # Parsed once, by the route's own parser (its JSON errors become 422s in
@@ -311,7 +361,6 @@ class RequestBodyMiddleware:
             except UnicodeDecodeError:
                 message = "the body is not JSON: it is not text in UTF-8"
                 errors = [{"type": "json_invalid", "loc": ["body", 0], "msg": message}]
-            scope = with_header(scope, b"content-type", b"application/json")
         if errors:
             await send_error(ApiError.invalid_items(errors), scope, receive, send)
             return

@@ -35,15 +35,6 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def with_header(scope: Scope, name: bytes, value: bytes) -> Scope:
-    headers = []
-    for key, kept in scope.get("headers", ()):
-        if key.lower() != name:
-            headers.append((key, kept))
-    headers.append((name, value))
-    return {**scope, "headers": headers}
-
-
 def route_pattern(template: str) -> re.Pattern[str]:
     """``/v1/galleries/{gallery}/faces`` as a pattern matching its concrete paths (a parameter
     with a convertor, ``{name:path}``, takes slashes too)."""

@@ -5,7 +5,8 @@
 1. ``RequestContextMiddleware``: the request's context (id, deadline, timings); every answer
    gets its ``x-request-id`` (the access log names it), every POST's its ``Server-Timing``;
 2. ``DocsMiddleware``: ``/docs`` and ``/docs.json``, which need no key;
-3. ``ApiKeyMiddleware``: 401 before any body is read, on every path but the public GETs;
+3. ``ApiKeyMiddleware``: 401 before any body is read, on every path but the public GETs (with
+   key checks off: 403 for a Host that is not this machine's, or a browser's cross-site request);
 4. ``ExactPathMiddleware``: 404 for a trailing slash, an empty or a dot segment (never a
    redirect that changes the resource a request acts on);
 5. ``ConcurrencyLimitMiddleware``: 429; after the key, so a slow upload holds a slot and the
@@ -54,6 +55,7 @@ def edge_layers(
                 "keys": settings.load_api_keys(),
                 "metrics_keys": settings.load_metrics_keys(),
                 "enabled": settings.auth_enabled,
+                "allowed_hosts": settings.allowed_hosts,
             },
         ),
         (ExactPathMiddleware, {}),

@@ -27,9 +27,13 @@ HEALTH_TIMEOUT_S = 2
 
 
 class ServedModel:
-    def __init__(self, runner: RunnerClient, service_name: str) -> None:
+    def __init__(
+        self, runner: RunnerClient, service_name: str, warnings: list[str] | None = None
+    ) -> None:
         self.runner = runner
         self.service_name = service_name
+        # How the server runs unsafely (key checks off), said in every health answer.
+        self.warnings = warnings or []
         self._info: dict[str, Any] | None = None
 
     async def info(self) -> dict[str, Any]:
@@ -46,8 +50,12 @@ class ServedModel:
                 self._info = await self.runner.info()
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             body = HealthResponse(status="unavailable", detail=type(exc).__name__)
-            return JSONResponse(body.model_dump(), 503, headers={"retry-after": str(RETRY_AFTER_S)})
-        return JSONResponse({"status": "ok"})
+            answer = body.model_dump(exclude_none=True) | self._warned()
+            return JSONResponse(answer, 503, headers={"retry-after": str(RETRY_AFTER_S)})
+        return JSONResponse({"status": "ok"} | self._warned())
+
+    def _warned(self) -> dict[str, list[str]]:
+        return {"warnings": self.warnings} if self.warnings else {}
 
     async def server_info(self) -> ServerInfo:
         import insightface

@@ -1,6 +1,7 @@
 """What the edge tells of each request: its context (``face_api/ops/context.py``) and what the
 answer says of it (its ``x-request-id``, a POST's ``Server-Timing``), and the request metrics on
-``/metrics``, labelled by route template, never by the path a client sent.
+``/metrics``, the access log and the traces, which name the route's template, never the path a
+client sent.
 
 BentoML's traffic middleware (``RunnerTrafficMetricsMiddleware``, which BentoML 1.4 puts outermost
 on every service's app) labels every request with its raw path, 401s and 404s included:
@@ -8,14 +9,16 @@ on every service's app) labels every request with its raw path, 401s and 404s in
 made-up paths grew it from 28 KB to 7.5 MB, one label set each, kept for the process's life.
 ``label_requests_by_route`` swaps in a subclass that hands BentoML's code the route's template
 instead (``/v1/galleries/{gallery}/subjects/{subject}``), and ``unmatched`` for any path no route
-serves: the label sets are as many as the routes, whatever clients send.
+serves: the label sets are as many as the routes, whatever clients send. The template stays the
+path through BentoML's tracing and access log too (``DELETE /v1/galleries/{gallery}/subjects/
+{subject}``: no enrolled person's name in a log line); the first of the edge's own layers gives
+the app the path the client sent back.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from bentoml._internal.server.http import instruments
 
@@ -60,6 +63,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if _REAL_PATH in scope:  # the metrics, traces and access log had the route's template
+            scope = {**scope, "path": scope[_REAL_PATH]}
         given = header(scope, REQUEST_ID)
         valid = given is not None and _CLIENT_REQUEST_ID.match(given)
         context = RequestContext(
@@ -90,7 +95,8 @@ class RequestContextMiddleware:
 # -- request metrics by route ---------------------------------------------------------------
 UNMATCHED = "unmatched"
 WEBSOCKET_POLICY_VIOLATION = 1008  # the close code a refused handshake carries (RFC 6455)
-# Where the labelled scope keeps the real path for the app inside BentoML's middleware.
+# Where the labelled scope keeps the real path, for the edge's first layer
+# (``RequestContextMiddleware``) to give back to the app.
 _REAL_PATH = "face_api.real_path"
 _BENTOML_MIDDLEWARE = instruments.RunnerTrafficMetricsMiddleware
 
@@ -115,27 +121,12 @@ class RouteLabels:
 _labels = RouteLabels(())
 
 
-class _RealPath:
-    """Gives the app inside BentoML's middleware the path the client sent back."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if _REAL_PATH in scope:
-            scope = {**scope, "path": scope[_REAL_PATH]}
-        await self.app(scope, receive, send)
-
-
 class RouteTemplateMetricsMiddleware(_BENTOML_MIDDLEWARE):
     """BentoML's own traffic metrics (names, buckets, multiprocess gauges), labelled by route.
 
     Outermost in every service's app, it also refuses every websocket handshake (the service has
     no websocket route) before any metric, trace or log sees its path: 2,000 handshakes to made-up
     paths, each refused 403, had grown /metrics by one label set each."""
-
-    def __init__(self, app: ASGIApp, **options: Any) -> None:
-        super().__init__(_RealPath(app), **options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":

@@ -239,6 +239,8 @@ class FeatureScoreResponse(WireModel):
 class HealthResponse(BaseModel):
     status: Literal["ok", "unavailable"]
     detail: str | None = None
+    # Only when the server runs unsafely: "API key checks are off (FACE_API_AUTH=off) ...".
+    warnings: list[str] | None = None
 
 
 class ServerInfo(BaseModel):

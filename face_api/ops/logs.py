@@ -1,5 +1,7 @@
-"""This project's logging inside BentoML's: our INFO lines, request ids in the access log, and
-no client data in BentoML's error lines."""
+"""This project's logging inside BentoML's: our INFO lines, request ids in the access log, no
+client data in BentoML's error lines, and one line per record: whatever a client sent reaches a
+log only escaped (``GET /x%0A<a forged line>`` had put a forged line in the log, and ESC
+sequences reached it raw)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,31 @@ def enable_service_logging() -> None:
     access = logging.getLogger(BENTOML_ACCESS_LOGGER)
     if not any(isinstance(f, RequestIdLogFilter) for f in access.filters):
         access.addFilter(RequestIdLogFilter())
+    # Every record passes a handler of the root's or of BentoML's (which does not propagate).
+    for logger in (logging.getLogger(), logging.getLogger("bentoml")):
+        for handler in logger.handlers:
+            if not any(isinstance(f, OneLine) for f in handler.filters):
+                handler.addFilter(OneLine())
+
+
+def escaped(text: str) -> str:
+    """``text`` with every character that does not print (line breaks, ESC, zero-width and
+    bidirectional marks) as its escape: ``\\n``, ``\\x1b``, ``\\u200b``."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class OneLine(logging.Filter):
+    """A record's message on one line, its characters that do not print escaped (its
+    traceback, the server's own text, is left as it is)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        shown = escaped(message)
+        if shown is not message:
+            record.msg, record.args = shown, ()
+        return True
 
 
 class RedactClientErrors(logging.Filter):

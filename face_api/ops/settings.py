@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
     api_keys_file: Path | None = None
     api_auth: Literal["on", "off"] = "on"
+    # With key checks off, the Host names served besides this machine's addresses and
+    # localhost (comma-separated): a name nobody listed may be an attacker's (DNS rebinding).
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     # Keys that open GET /metrics only (what Prometheus holds), beside the API keys, which open
     # it too: comma-separated, or a file with one key a line.
     metrics_keys: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
@@ -197,7 +200,7 @@ class Settings(BaseSettings):
             return self.detect_max_batch_size
         return 32 if on_cuda else 1
 
-    @field_validator("api_keys", "metrics_keys", mode="before")
+    @field_validator("api_keys", "metrics_keys", "allowed_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

@@ -33,7 +33,6 @@ from tests.server import API_KEY, free_port
 
 README = (ROOT / "README.md").read_text()
 BASE_IMAGE = "python:3.11-slim-bookworm"
-DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 HEALTHY_WITHIN_S = 240
 STOP_GRACE_S = 10  # Docker's default
 
@@ -48,9 +47,16 @@ def readme_commands(image: str) -> list[str]:
     raise AssertionError(f"README's Containers section has no commands for {image}")
 
 
+def docker_client() -> str:
+    """Debian's client, once scripts/start-docker.sh installed it (it builds with BuildKit alone;
+    a newer client on PATH refuses BuildKit without the buildx plugin). Looked up when used: on a
+    fresh machine it appears only when the daemon fixture installs it."""
+    return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+
+
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [DOCKER, *args], capture_output=True, text=True, timeout=timeout, check=False
+        [docker_client(), *args], capture_output=True, text=True, timeout=timeout, check=False
     )
     if check and result.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)}: {result.stderr[-3000:]}")
@@ -88,7 +94,9 @@ def base_image(daemon) -> str:
     command = [str(ROOT / "scripts/build-base-image.sh")]
     if list(Path("/usr/local/share/ca-certificates").glob("*.crt")):
         command.append("--host-cas")  # this machine reaches the package index through a proxy
-    subprocess.run(command, env={**os.environ, "DOCKER": DOCKER}, check=True, timeout=900, cwd=ROOT)
+    subprocess.run(
+        command, env={**os.environ, "DOCKER": docker_client()}, check=True, timeout=900, cwd=ROOT
+    )
     return BASE_IMAGE
 
 
@@ -106,7 +114,7 @@ def build(image: str, home: Path) -> Image:
         **os.environ,
         "BENTOML_HOME": str(home),
         "FACE_MODEL": DEFAULT_PACK,
-        "PATH": f"{Path(DOCKER).parent}:{os.environ['PATH']}",
+        "PATH": f"{Path(docker_client()).parent}:{os.environ['PATH']}",
         "DOCKER_BUILDKIT": "1",
     }
     for line in (build_line, f"{containerize_line} --opt network=host"):

@@ -51,3 +51,20 @@ def test_gets_reveal_no_keys_or_paths(server):
             assert secret not in text, (path, secret)
     files = httpx.get(f"{server.url}/v1/info/model/{DEFAULT_PACK}").json()["files"]
     assert all("/" not in f["name"] for f in files)  # the pack's file names, nothing above
+
+
+def test_client_text_reaches_the_log_escaped_one_request_one_line(server, api):
+    """``GET /x%0A<a forged line>`` had put a forged line of its own in the log, and ESC
+    sequences reached it raw; an erasure's path named the person erased."""
+    marker = "FORGED-" + os.urandom(4).hex()
+    forged = f"/x%0A2026-12-07T00:00:00+0000 [INFO] [api_server:FaceAPI:1] {marker} (status=200)"
+    httpx.get(f"{server.url}{forged}", timeout=30)
+    httpx.get(f"{server.url}/v1/%1B%5B31mred", headers={"x-request-id": "a\x1b"}, timeout=30)
+    person = "Erased-" + os.urandom(4).hex()
+    api.post("/v1/galleries/logged/faces", json={"subject": person, "feature": "AACAPwAAgD8="})
+    api.delete(f"/v1/galleries/logged/subjects/{person}")
+    log = server.log()
+    assert not any(line.lstrip().startswith("2026-12-07T00:00:00") for line in log.splitlines())
+    assert "\x1b" not in log
+    assert person not in log
+    assert "/v1/galleries/{gallery}/subjects/{subject}" in log  # the route, not the name

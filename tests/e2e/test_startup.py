@@ -51,12 +51,38 @@ def test_auto_falls_back_to_cpu_loudly_and_logs_the_providers_in_use(server):
     assert "providers in use ['CPUExecutionProvider', 'OpenVINO CPU (f32)']" in log
 
 
-def test_auth_off_serves_without_key_and_keys_stay_out_of_logs(tmp_path, imported_pack):
+def test_auth_off_is_loud_and_serves_this_machine_only(tmp_path, imported_pack):
+    """No warning had been given, and a page of another site, under a name of its own pointed
+    at this machine (DNS rebinding), enrolled a face with a text/plain POST."""
     with start_server(tmp_path / "off.log", {"FACE_API_AUTH": "off", "FACE_API_KEYS": ""}) as srv:
         response = httpx.post(
             f"{srv.url}/v1/feature", json={"image": b64(IDENTITIES[0])}, timeout=60
         )
         assert response.status_code == 200 and response.json()["feature"]
+        assert "!!! API key checks are off (FACE_API_AUTH=off)" in srv.log()
+        health = httpx.get(f"{srv.url}/v1/health", timeout=30).json()
+        assert health["status"] == "ok" and "FACE_API_AUTH=off" in health["warnings"][0]
+        enroll = '{"subject": "x", "feature": "AACAPwAAgD8="}'
+        rebound = httpx.post(
+            f"{srv.url}/v1/galleries/g/faces",
+            content=enroll,
+            headers={"host": "attacker.example:3000", "content-type": "text/plain"},
+        )
+        assert rebound.status_code == 403, rebound.text
+        cross_site = httpx.post(
+            f"{srv.url}/v1/file/galleries/g/faces",
+            files={"image": ("a.jpg", IDENTITIES[0].read_bytes())},
+            data={"subject": "x"},
+            headers={"origin": "https://attacker.example", "sec-fetch-site": "cross-site"},
+        )
+        assert cross_site.status_code == 403, cross_site.text
+        plain = httpx.post(
+            f"{srv.url}/v1/galleries/g/faces",
+            content=enroll,
+            headers={"content-type": "text/plain"},
+        )
+        assert plain.status_code == 422, plain.text  # what a browser sends without asking
+        assert httpx.get(f"{srv.url}/v1/galleries", timeout=30).json() == {"galleries": []}
 
     secret = "never-log-this-key-7f3a9"
     with start_server(tmp_path / "keys.log", {"FACE_API_KEYS": secret}) as srv:

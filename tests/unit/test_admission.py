@@ -54,7 +54,7 @@ async def bentoml_validation(request: Request) -> JSONResponse:
 
 
 def make_client(
-    keys=("k1", "k2"), enabled=True, max_bytes=1000, max_bytes_in_flight=None
+    keys=("k1", "k2"), enabled=True, max_bytes=1000, max_bytes_in_flight=None, base_url=None
 ) -> TestClient:
     app = Starlette(
         routes=[
@@ -82,7 +82,7 @@ def make_client(
     )
     app.add_middleware(ExactPathMiddleware)
     app.add_middleware(ApiKeyMiddleware, keys=keys, enabled=enabled)  # outermost
-    return TestClient(app)
+    return TestClient(app, base_url=base_url or "http://testserver")
 
 
 @pytest.mark.parametrize(
@@ -125,9 +125,38 @@ def test_a_bearer_token_is_a_key_too(authorization):
     assert client.get("/v1/echo", headers={"authorization": authorization}).status_code == 200
 
 
-def test_auth_off_lets_posts_through():
-    client = make_client(keys=(), enabled=False)
+def test_auth_off_serves_this_machine_and_no_other_site():
+    client = make_client(keys=(), enabled=False, base_url="http://127.0.0.1:3000")
     assert client.post("/v1/echo", content=b"{}").status_code == 200
+    for host in ("localhost:3000", "[::1]:3000", "10.0.0.7"):
+        assert client.post("/v1/echo", headers={"host": host}, content=b"{}").status_code == 200
+    # A name that is not this machine's: an attacker's page whose name now points here (DNS
+    # rebinding) is same-origin with it, so no browser check stops it; the Host does.
+    refused = client.post("/v1/echo", headers={"host": "evil.example:3000"}, content=b"{}")
+    assert refused.status_code == 403 and "FACE_ALLOWED_HOSTS" in refused.json()["detail"]
+    # A browser's request from another site, as a page there makes it.
+    for headers in (
+        {"origin": "http://evil.example", "content-type": "text/plain"},
+        {"sec-fetch-site": "cross-site"},
+        {"origin": "null"},
+    ):
+        response = client.post("/v1/echo", headers=headers, content=b"{}")
+        assert response.status_code == 403, headers
+    same_origin = {"origin": "http://127.0.0.1:3000", "sec-fetch-site": "same-origin"}
+    assert client.post("/v1/echo", headers=same_origin, content=b"{}").status_code == 200
+
+
+def test_auth_off_serves_the_names_listed():
+    app = ApiKeyMiddleware(
+        echo_app := Starlette(routes=[Route("/v1/echo", echo, methods=["POST"])]),
+        keys=(),
+        enabled=False,
+        allowed_hosts=["Faces.Internal"],
+    )
+    del echo_app
+    client = TestClient(app, base_url="http://faces.internal:3000")
+    assert client.post("/v1/echo", content=b"{}").status_code == 200
+    assert client.post("/v1/echo", headers={"host": "other"}, content=b"{}").status_code == 403
 
 
 def test_body_over_limit_is_413_with_and_without_content_length():
@@ -302,17 +331,14 @@ def test_a_form_sent_to_a_json_route_is_422_naming_its_multipart_twin():
     ("content_type", "body", "message"),
     [
         ("application/json", b"\xff\xd8\xff\xe0\x00\x10JFIF", "not text in UTF-8"),
-        ("text/plain", b"\x89PNG\r\n", "not text in UTF-8"),
-        (None, b"", "JSON decode error"),
-        ("application/octet-stream", b'{"image": ', "JSON decode error"),
+        ("application/json", b"", "JSON decode error"),
+        ("application/json; charset=utf-8", b'{"image": ', "JSON decode error"),
         ("application/json", b"[" * 100_000, "JSON decode error"),  # deeper than the parser
     ],
 )
 def test_bytes_that_are_not_json_are_422_on_a_json_route(content_type, body, message):
     client = make_client(max_bytes=200_000)
-    headers = {"x-api-key": "k1"}
-    if content_type is not None:
-        headers["content-type"] = content_type
+    headers = {"x-api-key": "k1", "content-type": content_type}
     response = client.post("/v1/json", headers=headers, content=body)
     assert response.status_code == 422
     [item] = response.json()["detail"]
@@ -322,7 +348,8 @@ def test_bytes_that_are_not_json_are_422_on_a_json_route(content_type, body, mes
 
 def test_a_json_syntax_error_is_placed_where_it_is_in_the_body():
     body = b'{"image": "x",\n "seq": }'  # the error at line 2, column 9: character 23
-    response = make_client().post("/v1/json", headers={"x-api-key": "k1"}, content=body)
+    headers = {"x-api-key": "k1", "content-type": "application/json"}
+    response = make_client().post("/v1/json", headers=headers, content=body)
     assert response.status_code == 422
     assert response.json()["detail"] == [
         {"type": "json_invalid", "loc": ["body", 23], "msg": "JSON decode error"}
@@ -332,12 +359,20 @@ def test_a_json_syntax_error_is_placed_where_it_is_in_the_body():
     assert python.value.pos == 23
 
 
-def test_json_under_any_content_type_reaches_the_route_as_json():
-    client = make_client()
-    response = client.post(
-        "/v1/json", headers={"x-api-key": "k1", "content-type": "text/plain"}, content=b'{"a": 1}'
-    )
-    assert response.json() == {"body": {"a": 1}, "content_type": "application/json"}
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/octet-stream", "application/jsonx"]
+)
+def test_json_routes_take_only_application_json(content_type):
+    """What a browser sends across sites without asking first (text/plain, or no type) never
+    reaches a JSON route: with key checks off, no page of another site can post to one."""
+    headers = {"x-api-key": "k1"} | ({"content-type": content_type} if content_type else {})
+    response = make_client().post("/v1/json", headers=headers, content=b'{"a": 1}')
+    assert response.status_code == 422
+    [item] = response.json()["detail"]
+    assert item["type"] == "value_error.content_type" and item["loc"] == ["body"]
+    assert "application/json" in item["msg"]
+    ok = make_client().post("/v1/json", headers={"x-api-key": "k1"}, json={"a": 1})
+    assert ok.json() == {"body": {"a": 1}, "content_type": "application/json"}
 
 
 def test_malformed_multipart_is_422_not_a_hang():

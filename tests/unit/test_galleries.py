@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -245,7 +247,7 @@ def test_a_face_id_of_another_shape_is_refused_before_any_query(store, people, f
 
 @pytest.mark.parametrize(
     "subject",
-    ['a" or subject != "', "a' or subject != '", "{s}", "José 😀", " ", "..."],
+    ['a" or subject != "', "a' or subject != '", "{s}", "José 😀", "a b", "..."],
 )
 def test_a_subject_is_only_ever_itself_in_a_filter(store, people, subject):
     store.enroll("quoted", "bystander", people[:2])
@@ -421,3 +423,64 @@ def test_enrolls_and_drops_of_one_name_at_once_from_two_stores_leave_one_whole_g
     listed = {f.face_id for f in stores[1].faces("race", 0, 100)[0]}
     assert set(last) <= listed <= {*enrolled, *last}
     assert stores[0].gallery("race").faces == len(listed)
+
+
+def test_erasure_by_a_visible_name_reaches_every_face_of_that_look_in_an_earlier_gallery(
+    tmp_path, people
+):
+    """A gallery of the version before looks were kept (subject_key, no subject_look) holds what
+    it let in: an invisible twin, an NFD name, a trailing space, a Cyrillic look-alike. Erasure by
+    the name a person sees reaches them all, and nothing else."""
+    from pymilvus import DataType
+
+    from face_api.galleries.store import SUBJECT_KEY
+
+    store = GalleryStore(str(tmp_path / "galleries.db"), PACK, DIM)
+    client, collection = store.client, "gallery_" + b"before".hex()
+    schema = client.create_schema(
+        auto_id=False, enable_dynamic_field=False, description=json.dumps({"pack": PACK})
+    )
+    schema.add_field("face_id", DataType.VARCHAR, is_primary=True, max_length=64)
+    schema.add_field("subject", DataType.VARCHAR, max_length=1024)
+    schema.add_field(SUBJECT_KEY, DataType.VARCHAR, max_length=2048)
+    schema.add_field("metadata", DataType.JSON)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    index = client.prepare_index_params()
+    index.add_index("vector", metric_type="COSINE", index_type="FLAT")
+    client.create_collection(collection, schema=schema, index_params=index)
+    names = ["Alice", "Alice\u200b", "Alice ", "\u0410lice", "Jose\u0301", "Alicia", "alice"]
+    client.insert(
+        collection,
+        [
+            {
+                "face_id": f"{i:032x}",
+                "subject": n,
+                SUBJECT_KEY: n.encode().hex(),
+                "metadata": {},
+                "vector": people[i].tolist(),
+            }
+            for i, n in enumerate(names)
+        ],
+    )
+    assert store.delete_subject("before", "Alice") == 4
+    assert store.delete_subject("before", "Jos\u00e9") == 1  # its NFC name
+    assert sorted(f.subject for f in store.faces("before", 0, 10)[0]) == ["Alicia", "alice"]
+    assert store.enroll("before", "Bob", people[10:11])  # the old layout still takes faces
+    assert store.delete_subject("before", "Bob") == 1
+
+
+def test_a_gallery_keeps_one_name_per_look(store, people):
+    store.enroll("looks", "Alice", people[:1])
+    store.enroll("looks", "Alice", people[1:2])  # the same name: more of its faces
+    for twin in ("\u0410lice", "A\u217cice", "A1ice"):
+        with pytest.raises(ApiError) as refused:
+            store.enroll("looks", twin, people[2:3])
+        assert refused.value.status == 409 and "'Alice'" in refused.value.message, twin
+    for invisible in ("Alice\u200b", "Alice ", "A\u202elice", "Alice\u2028"):
+        with pytest.raises(ApiError) as refused:
+            store.enroll("looks", invisible, people[2:3])
+        assert refused.value.status == 422, invisible
+    store.enroll("looks", "Jose\u0301", people[3:4])  # kept in NFC
+    assert [s for s, _ in store.subjects("looks", 0, 10)[0]] == ["Alice", "Jos\u00e9"]
+    assert store.delete_subject("looks", "\u0410lice") == 2  # what a person reads as Alice
+    assert store.delete_gallery("looks") == 1

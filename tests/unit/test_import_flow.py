@@ -23,6 +23,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "runners": {"face_api.galleries", "face_api.pipeline", "face_api.inference", "face_api.ops"},
     "face_api.http": {"face_api.pipeline", "face_api.ops"},
     "face_api.galleries": {"face_api.http", "face_api.pipeline", "face_api.ops"},
+    # The galleries' command, an entry point like the services: it reads the served pack's
+    # embedding size from the model store.
+    "face_api.galleries.__main__": {"face_api.galleries", "face_api.inference", "face_api.ops"},
     "face_api.pipeline": {"face_api.inference", "face_api.ops"},
     "face_api.inference": {"face_api.ops"},
     "face_api.ops": set(),

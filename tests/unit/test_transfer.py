@@ -16,10 +16,10 @@ import pytest
 from face_api.galleries.store import GalleryStore
 from face_api.galleries.transfer import BATCH, export_gallery, import_gallery, read_header
 from face_api.ops.errors import ApiError
-from tests.paths import ROOT
+from tests.paths import DEFAULT_PACK, ROOT
 
-DIM = 512
-PACK = "buffalo_sc_int8"
+DIM = 512  # the served pack's embedding size (the command reads it from the model store)
+PACK = DEFAULT_PACK
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -197,7 +197,9 @@ def command(*args: str, folder) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_command_exports_lists_and_imports_and_refuses_a_folder_in_use(tmp_path, people):
+def test_the_command_exports_lists_and_imports_and_refuses_a_folder_in_use(
+    tmp_path, people, imported_pack
+):
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     # Enrolled by another process, as a server would: Milvus Lite is one process's file.
