@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.test_errors import assert_422
+from tests.helpers import TRANSPORTS, assert_422, detect_file, detect_json
 from tests.paths import IDENTITIES
 from tests.server import peak_rss_bytes, reset_peak_rss, rss_bytes
 
@@ -100,15 +100,6 @@ SAME_FACE: dict[str, Callable[[], bytes]] = {
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def detect_json(api: httpx.Client, data: bytes) -> httpx.Response:
-    return api.post("/v1/detect", json={"image": base64.b64encode(data).decode()})
-
-
-def detect_file(api: httpx.Client, data: bytes) -> httpx.Response:
-    return api.post("/v1/file/detect", files={"image": ("upload", data)})
-
-
-TRANSPORTS = {"json": detect_json, "multipart": detect_file}
 
 
 def only_box(response: httpx.Response) -> np.ndarray:

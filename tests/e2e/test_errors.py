@@ -9,40 +9,11 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import b64
+from tests.helpers import JSON_POSTS, POSTS, assert_422, b64
 from tests.paths import IDENTITIES
 from tests.server import API_KEY
 
 PHOTO = IDENTITIES[0]
-POSTS = [
-    "/v1/detect",
-    "/v1/feature",
-    "/v1/feature-only",
-    "/v1/multi-feature",
-    "/v1/embeddings",
-    "/v1/embeddings-only",
-    "/v1/multi-embeddings",
-    "/v1/score",
-    "/v1/feature-score",
-    "/v1/file/detect",
-    "/v1/file/feature",
-    "/v1/file/feature-only",
-    "/v1/file/embeddings",
-    "/v1/file/embeddings-only",
-    "/v1/file/score",
-]
-
-
-def assert_422(response: httpx.Response, field: str | None) -> list[dict]:
-    assert response.status_code == 422, response.text
-    detail = response.json()["detail"]
-    assert isinstance(detail, list) and detail
-    for item in detail:
-        assert set(item) >= {"loc", "msg", "type"} and item["msg"]
-        assert item["loc"][0] == "body"
-    if field is not None:
-        assert any(item["loc"][1:2] == [field] for item in detail), detail
-    return detail
 
 
 @pytest.mark.parametrize("path", POSTS)
@@ -99,12 +70,7 @@ def test_bad_json_fields_are_422_naming_the_field(api, path, body, field):
     assert_422(api.post(path, json=body), field)
 
 
-# Every route that takes a JSON body, and its multipart twin where there is one.
-JSON_POSTS = [p for p in POSTS if not p.startswith("/v1/file/")] + [
-    "/v1/galleries/people/faces",
-    "/v1/galleries/people/search",
-    "/v1/galleries/people/verify",
-]
+# Each JSON route's multipart twin, where there is one.
 TWINS = {
     p: "/v1/file/" + p.removeprefix("/v1/")
     for p in JSON_POSTS

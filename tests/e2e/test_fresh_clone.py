@@ -26,10 +26,9 @@ import httpx
 import psutil
 import pytest
 
-from tests.helpers import b64
+from tests.helpers import b64, serve_folder
 from tests.paths import DEFAULT_PACK_DIR, IDENTITIES, ROOT
 from tests.server import free_port
-from tests.unit.test_packs import serve_folder
 
 
 def copy_checkout(target: Path) -> None:

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from tests.e2e.test_errors import JSON_POSTS, PHOTO, POSTS
+from tests.helpers import JSON_POSTS, POSTS
+from tests.paths import IDENTITIES
 from tests.server import API_KEY
 
 GETS = ["/v1/health", "/v1/info/server", "/v1/info/model", "/v1/info/model/{model_name}"]
@@ -166,7 +167,7 @@ WRONG_BODIES = st.one_of(
             "content": body,
             "headers": {} if content_type is None else {"content-type": content_type},
         },
-        st.one_of(st.binary(max_size=2048), st.just(PHOTO.read_bytes())),
+        st.one_of(st.binary(max_size=2048), st.just(IDENTITIES[0].read_bytes())),
         st.sampled_from(
             [
                 None,

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from face_api.pipeline.images import JPEG_MAX_SCANS
-from tests.e2e.test_errors import assert_422
+from tests.helpers import assert_422
 from tests.paths import IDENTITIES
 from tests.server import (
     API_KEY,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from tests.e2e.test_bad_images import TRANSPORTS
+from tests.helpers import TRANSPORTS
 from tests.paths import IDENTITIES
 
 PHOTO = IDENTITIES[0]

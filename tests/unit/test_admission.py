@@ -5,13 +5,10 @@ body of the wrong kind or upload fields."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
-from pydantic import TypeAdapter, ValidationError
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -20,69 +17,8 @@ from face_api.http.admission import (
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
     ExactPathMiddleware,
-    RequestBodyMiddleware,
 )
-from face_api.http.error_responses import ErrorShapeMiddleware
-
-
-async def echo(request: Request) -> JSONResponse:
-    return JSONResponse({"size": len(await request.body())})
-
-
-async def echo_json(request: Request) -> JSONResponse:
-    """A JSON route as BentoML's: it parses the body itself (with pydantic), once, and answers a
-    syntax error 400 with pydantic's items, which the edge rewrites to the contract's 422."""
-    try:
-        body = TypeAdapter(Any).validate_json(await request.body())
-    except ValidationError as exc:
-        items = exc.errors(include_url=False, include_input=False, include_context=False)
-        return JSONResponse({"error": str(exc), "detail": items}, status_code=400)
-    return JSONResponse({"body": body, "content_type": request.headers["content-type"]})
-
-
-async def bentoml_validation(request: Request) -> JSONResponse:
-    return JSONResponse(
-        {
-            "error": "2 validation errors",
-            "detail": [
-                {"type": "missing", "loc": ["image"], "msg": "Field required", "url": "x"},
-                {"type": "int_parsing", "loc": ["seq"], "msg": "bad int"},
-            ],
-        },
-        status_code=400,
-    )
-
-
-def make_client(
-    keys=("k1", "k2"), enabled=True, max_bytes=1000, max_bytes_in_flight=None, base_url=None
-) -> TestClient:
-    app = Starlette(
-        routes=[
-            Route("/v1/echo", echo, methods=["POST", "GET", "DELETE"]),
-            Route("/v1/health", echo, methods=["GET"]),
-            Route("/v1/info/server", echo, methods=["GET"]),
-            Route("/v1/file/echo", echo, methods=["POST"]),
-            Route("/v1/json", echo_json, methods=["POST"]),
-            Route("/v1/g/{name}/json", echo_json, methods=["POST"]),
-            Route("/v1/file/g/{name}/json", echo, methods=["POST"]),
-            Route("/v1/invalid", bentoml_validation, methods=["POST"]),
-            Route("/v1/text404", lambda r: PlainTextResponse("Not Found", 404), methods=["POST"]),
-        ]
-    )
-    app.add_middleware(ErrorShapeMiddleware)
-    app.add_middleware(
-        RequestBodyMiddleware,
-        json_routes=["/v1/json", "/v1/g/{name}/json"],
-        file_routes={"/v1/file/echo": ("image",), "/v1/file/g/{name}/json": ("image",)},
-    )
-    app.add_middleware(
-        BodyLimitMiddleware,
-        max_bytes=max_bytes,
-        max_bytes_in_flight=max_bytes_in_flight or 4 * max_bytes,
-    )
-    app.add_middleware(ExactPathMiddleware)
-    app.add_middleware(ApiKeyMiddleware, keys=keys, enabled=enabled)  # outermost
-    return TestClient(app, base_url=base_url or "http://testserver")
+from tests.fakes import echo, edge_client
 
 
 @pytest.mark.parametrize(
@@ -101,13 +37,13 @@ def make_client(
     ],
 )
 def test_post_without_a_valid_key_is_401(headers):
-    response = make_client().post("/v1/echo", headers=headers, content=b"{}")
+    response = edge_client().post("/v1/echo", headers=headers, content=b"{}")
     assert response.status_code == 401
     assert isinstance(response.json()["detail"], str)
 
 
 def test_any_configured_key_passes_and_only_public_gets_need_none():
-    client = make_client()
+    client = edge_client()
     assert client.post("/v1/echo", headers={"x-api-key": "k2"}, content=b"ab").json() == {"size": 2}
     assert client.get("/v1/health").status_code == 200
     assert client.get("/v1/info/server").status_code == 200
@@ -119,14 +55,14 @@ def test_any_configured_key_passes_and_only_public_gets_need_none():
 
 @pytest.mark.parametrize("authorization", ["Bearer k1", "bearer k2", "BEARER k1"])
 def test_a_bearer_token_is_a_key_too(authorization):
-    client = make_client()
+    client = edge_client()
     response = client.post("/v1/echo", headers={"authorization": authorization}, content=b"ab")
     assert response.status_code == 200 and response.json() == {"size": 2}
     assert client.get("/v1/echo", headers={"authorization": authorization}).status_code == 200
 
 
 def test_auth_off_serves_this_machine_and_no_other_site():
-    client = make_client(keys=(), enabled=False, base_url="http://127.0.0.1:3000")
+    client = edge_client(keys=(), enabled=False, base_url="http://127.0.0.1:3000")
     assert client.post("/v1/echo", content=b"{}").status_code == 200
     for host in ("localhost:3000", "[::1]:3000", "10.0.0.7"):
         assert client.post("/v1/echo", headers={"host": host}, content=b"{}").status_code == 200
@@ -160,7 +96,7 @@ def test_auth_off_serves_the_names_listed():
 
 
 def test_body_over_limit_is_413_with_and_without_content_length():
-    client = make_client()
+    client = edge_client()
     headers = {"x-api-key": "k1"}
     assert client.post("/v1/echo", headers=headers, content=b"x" * 1001).status_code == 413
 
@@ -207,7 +143,7 @@ def test_a_path_no_route_spells_is_404_never_a_redirect(method, path):
 
 
 def test_a_trailing_slash_is_404_through_the_edge_not_a_redirect():
-    client = make_client()
+    client = edge_client()
     for method in ("POST", "DELETE", "GET"):
         response = client.request(
             method, "/v1/echo/", headers={"x-api-key": "k1"}, follow_redirects=False
@@ -217,7 +153,7 @@ def test_a_trailing_slash_is_404_through_the_edge_not_a_redirect():
 
 def test_a_percent_encoded_dot_is_data_not_a_segment():
     # Starlette decodes %2E%2E to ".." in the path; only a literal one in the request is a segment.
-    response = make_client().post("/v1/g/%2E%2E/json", headers={"x-api-key": "k1"}, json={})
+    response = edge_client().post("/v1/g/%2E%2E/json", headers={"x-api-key": "k1"}, json={})
     assert response.status_code == 200
 
 
@@ -276,7 +212,7 @@ def test_bodies_past_the_bytes_in_flight_are_429_before_they_are_read():
     [("x" * 250 + ".jpg", "over 200 bytes"), ("é" * 101, "over 200 bytes"), ("a\x00b", "NUL")],
 )
 def test_a_file_name_that_cannot_be_taken_is_422_naming_its_field(filename, message):
-    client = make_client(max_bytes=10_000)
+    client = edge_client(max_bytes=10_000)
     boundary = "b0undary"
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
@@ -293,7 +229,7 @@ def test_a_file_name_that_cannot_be_taken_is_422_naming_its_field(filename, mess
 
 
 def test_text_in_a_file_field_is_422_and_never_fetched():
-    client = make_client(max_bytes=10_000)
+    client = edge_client(max_bytes=10_000)
     headers = {"x-api-key": "k1"}
     text_part = {"image": (None, "http://127.0.0.1:1/x.jpg")}  # multipart, no filename
     response = client.post("/v1/file/echo", headers=headers, files=text_part)
@@ -312,7 +248,7 @@ def test_text_in_a_file_field_is_422_and_never_fetched():
 
 
 def test_a_form_sent_to_a_json_route_is_422_naming_its_multipart_twin():
-    client = make_client(max_bytes=10_000)
+    client = edge_client(max_bytes=10_000)
     headers = {"x-api-key": "k1"}
     upload = {"image": ("a.jpg", b"\xff\xd8\xff\xe0 not utf-8")}
     response = client.post("/v1/g/people/json", headers=headers, files=upload)
@@ -337,7 +273,7 @@ def test_a_form_sent_to_a_json_route_is_422_naming_its_multipart_twin():
     ],
 )
 def test_bytes_that_are_not_json_are_422_on_a_json_route(content_type, body, message):
-    client = make_client(max_bytes=200_000)
+    client = edge_client(max_bytes=200_000)
     headers = {"x-api-key": "k1", "content-type": content_type}
     response = client.post("/v1/json", headers=headers, content=body)
     assert response.status_code == 422
@@ -349,7 +285,7 @@ def test_bytes_that_are_not_json_are_422_on_a_json_route(content_type, body, mes
 def test_a_json_syntax_error_is_placed_where_it_is_in_the_body():
     body = b'{"image": "x",\n "seq": }'  # the error at line 2, column 9: character 23
     headers = {"x-api-key": "k1", "content-type": "application/json"}
-    response = make_client().post("/v1/json", headers=headers, content=body)
+    response = edge_client().post("/v1/json", headers=headers, content=body)
     assert response.status_code == 422
     assert response.json()["detail"] == [
         {"type": "json_invalid", "loc": ["body", 23], "msg": "JSON decode error"}
@@ -366,12 +302,12 @@ def test_json_routes_take_only_application_json(content_type):
     """What a browser sends across sites without asking first (text/plain, or no type) never
     reaches a JSON route: with key checks off, no page of another site can post to one."""
     headers = {"x-api-key": "k1"} | ({"content-type": content_type} if content_type else {})
-    response = make_client().post("/v1/json", headers=headers, content=b'{"a": 1}')
+    response = edge_client().post("/v1/json", headers=headers, content=b'{"a": 1}')
     assert response.status_code == 422
     [item] = response.json()["detail"]
     assert item["type"] == "value_error.content_type" and item["loc"] == ["body"]
     assert "application/json" in item["msg"]
-    ok = make_client().post("/v1/json", headers={"x-api-key": "k1"}, json={"a": 1})
+    ok = edge_client().post("/v1/json", headers={"x-api-key": "k1"}, json={"a": 1})
     assert ok.json() == {"body": {"a": 1}, "content_type": "application/json"}
 
 
@@ -380,7 +316,7 @@ def test_malformed_multipart_is_422_not_a_hang():
     # inside the middleware, and the client waited for the request timeout.
     boundary = "7c5156fb04a2177cf9e322ad31ebde44"
     body = f"--{boundary}\r\nNone--{boundary}--\r\n".encode()
-    response = make_client().post(
+    response = edge_client().post(
         "/v1/file/echo",
         content=body,
         headers={"x-api-key": "k1", "content-type": f"multipart/form-data; boundary={boundary}"},

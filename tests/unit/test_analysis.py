@@ -13,6 +13,7 @@ import pytest
 from face_api.ops.errors import ApiError
 from face_api.pipeline.analysis import FacePipeline, FaceQuery, PixelBudget
 from face_api.pipeline.decoders import ImageDecoders
+from tests.fakes import HeldDetector, HeldRecognizer
 
 
 def png(width: int, height: int) -> bytes:
@@ -37,25 +38,6 @@ def test_a_hold_past_the_budget_is_a_429_and_every_hold_is_given_back():
     with pytest.raises(RuntimeError), budget.holding(1000):
         raise RuntimeError("a failed request")
     assert budget.held == 0
-
-
-class HeldDetector:
-    """Detects nothing until released, so a request keeps its pixels as long as the test says."""
-
-    def __init__(self) -> None:
-        self.entered = asyncio.Condition()
-        self.requests = 0  # requests that reached detection
-        self.release = asyncio.Event()
-
-    async def detect(self, canvases: np.ndarray) -> list[np.ndarray]:
-        async with self.entered:
-            self.requests += 1
-            self.entered.notify_all()
-        await self.release.wait()
-        return [np.zeros((0, 15), np.float32) for _ in canvases]
-
-    async def embed(self, crops: np.ndarray) -> np.ndarray:
-        raise AssertionError("no face, nothing to embed")
 
 
 @pytest.fixture(scope="module")
@@ -113,23 +95,6 @@ def test_concurrent_requests_past_the_budget_are_refused_before_decoding(decoder
         assert len(again) == 2
 
     asyncio.run(scenario())
-
-
-class HeldRecognizer:
-    """Finds one face in every image, and embeds only once released."""
-
-    def __init__(self) -> None:
-        self.embedding = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def detect(self, canvases: np.ndarray) -> list[np.ndarray]:
-        face = np.array([[10, 10, 40, 40, 0.9, 20, 20, 30, 20, 25, 25, 20, 30, 30, 30]], np.float32)
-        return [face for _ in canvases]
-
-    async def embed(self, crops: np.ndarray) -> np.ndarray:
-        self.embedding.set()
-        await self.release.wait()
-        return np.ones((len(crops), 8), np.float32)
 
 
 def test_a_request_gives_its_pixels_back_once_its_faces_are_cut_out(decoders):

@@ -21,7 +21,7 @@ from face_api.http.error_responses import (
 from face_api.http.observability import RequestContextMiddleware
 from face_api.ops.context import RequestContext, serving
 from face_api.ops.errors import ApiError
-from tests.unit.test_admission import make_client
+from tests.fakes import edge_client
 
 
 def test_handled_answers_an_endpoints_api_error_in_the_contracts_shape():
@@ -77,7 +77,7 @@ def test_the_services_own_error_answers_pass_as_they_are_never_read_again(monkey
 
 
 def test_bentoml_validation_errors_become_fastapi_422():
-    response = make_client().post("/v1/invalid", headers={"x-api-key": "k1"}, content=b"{}")
+    response = edge_client().post("/v1/invalid", headers={"x-api-key": "k1"}, content=b"{}")
     assert response.status_code == 422
     assert response.json() == {
         "detail": [
@@ -88,7 +88,7 @@ def test_bentoml_validation_errors_become_fastapi_422():
 
 
 def test_plain_text_errors_become_json():
-    response = make_client().post("/v1/text404", headers={"x-api-key": "k1"}, content=b"{}")
+    response = edge_client().post("/v1/text404", headers={"x-api-key": "k1"}, content=b"{}")
     assert response.status_code == 404 and response.json() == {"detail": "Not Found"}
 
 

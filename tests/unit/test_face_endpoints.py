@@ -5,31 +5,17 @@ and embeddings. (The real runner and server: tests/e2e.)"""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import numpy as np
 import pytest
 
-from face_api.http.face_endpoints import FaceEndpoints, detect_result, whole_crop
-from face_api.http.info import ServedModel
+from face_api.http.face_endpoints import detect_result, whole_crop
 from face_api.http.schemas import DetectResult
 from face_api.inference.models import DETECTION_WIDTH
-from face_api.ops.settings import Settings
 from face_api.pipeline.analysis import Analysis, FaceQuery
 from face_api.pipeline.faces import DetectSortType
 from face_api.pipeline.features import decode_feature
-from face_api.pipeline.quality import Bars
-
-INFO = {
-    "pack": {"name": "pack_a", "tag": "pack_a:1", "files": {}, "match_threshold": 0.3},
-    "recognizer": {"input_size": [112, 112], "embedding_size": 4},
-    "detector": {},
-    "providers": ["CPUExecutionProvider"],
-    "device": "cpu",
-    "onnxruntime": "1",
-    "package_conflicts": [],
-    "repair_command": None,
-}
+from tests.fakes import fake_endpoints
 
 
 def face(x1: float, y1: float, x2: float, y2: float, score: float = 0.9) -> np.ndarray:
@@ -37,33 +23,6 @@ def face(x1: float, y1: float, x2: float, y2: float, score: float = 0.9) -> np.n
     row[:5] = x1, y1, x2, y2, score
     row[5:] = np.tile([(x1 + x2) / 2, (y1 + y2) / 2], 5)
     return row
-
-
-class FakeRunner:
-    """``RunnerClient``'s calls, answering canned analyses and recording what was asked."""
-
-    def __init__(self, analyses: list[Analysis]) -> None:
-        self.analyses = analyses
-        self.calls: list[dict[str, Any]] = []
-        self.info_calls = 0
-
-    async def analyze(self, images, query: FaceQuery) -> list[Analysis]:
-        self.calls.append({"images": list(images), "query": query})
-        return self.analyses[: len(images)]
-
-    async def embed_crops(self, crops) -> np.ndarray:
-        self.calls.append({"crops": list(crops)})
-        return np.array([[1.0, 0.0, 0.0, 0.0]], np.float32)
-
-    async def info(self) -> dict[str, Any]:
-        self.info_calls += 1
-        return INFO
-
-
-def endpoints(analyses: list[Analysis]) -> tuple[FaceEndpoints, FakeRunner]:
-    runner = FakeRunner(analyses)
-    served = ServedModel(runner, "face-api")  # type: ignore[arg-type]
-    return FaceEndpoints(runner, served, Bars.from_settings(Settings())), runner  # type: ignore[arg-type]
 
 
 def two_faces(quality: bool = False) -> Analysis:
@@ -84,7 +43,7 @@ IMAGE = ("image", b"encoded")
 
 
 def test_detect_asks_once_and_answers_pixels_clipped_to_the_image():
-    faces, runner = endpoints([two_faces()])
+    faces, runner = fake_endpoints([two_faces()])
     answer = asyncio.run(faces.detect(IMAGE, seq=7, sort_type=1, max_results=5, quality=False))
     assert runner.calls == [
         {"images": [IMAGE], "query": FaceQuery(5, DetectSortType.CONFIDENCE, embed=False)}
@@ -97,7 +56,7 @@ def test_detect_asks_once_and_answers_pixels_clipped_to_the_image():
 
 
 def test_feature_is_the_largest_faces_embedding_as_base64_float32():
-    faces, runner = endpoints([two_faces()])
+    faces, runner = fake_endpoints([two_faces()])
     answer = asyncio.run(faces.feature(IMAGE, quality=False))
     assert runner.calls[0]["query"] == FaceQuery(1, embed=True)
     assert decode_feature(answer.feature, "feature").tolist() == [0.0, 1.0, 0.0, 0.0]
@@ -105,7 +64,7 @@ def test_feature_is_the_largest_faces_embedding_as_base64_float32():
 
 
 def test_feature_with_quality_grades_the_face():
-    faces, runner = endpoints([two_faces(quality=True)])
+    faces, runner = fake_endpoints([two_faces(quality=True)])
     answer = asyncio.run(faces.embeddings(IMAGE, quality=True))
     assert runner.calls[0]["query"] == FaceQuery(1, quality=True)
     quality = answer.face_detect.quality
@@ -116,14 +75,14 @@ def test_feature_with_quality_grades_the_face():
 
 
 def test_no_face_answers_the_contracts_empty_entry():
-    faces, _ = endpoints([no_faces()])
+    faces, _ = fake_endpoints([no_faces()])
     feature = asyncio.run(faces.feature(IMAGE, quality=False))
     assert feature.feature == "" and feature.face_detect == DetectResult()
     assert asyncio.run(faces.multi_embeddings(IMAGE, 5)).embeddings_info_list == []
 
 
 def test_multi_feature_keeps_every_face_in_order():
-    faces, runner = endpoints([two_faces()])
+    faces, runner = fake_endpoints([two_faces()])
     answer = asyncio.run(faces.multi_feature(IMAGE, 128))
     assert runner.calls[0]["query"] == FaceQuery(128)
     features = [decode_feature(f.feature, "feature").tolist() for f in answer.feature_info_list]
@@ -131,14 +90,14 @@ def test_multi_feature_keeps_every_face_in_order():
 
 
 def test_a_crop_is_embedded_without_detection_and_its_box_is_the_whole_crop():
-    faces, runner = endpoints([])
+    faces, runner = fake_endpoints([])
     answer = asyncio.run(faces.feature_only(("image", b"crop")))
     assert runner.calls == [{"crops": [("image", b"crop")]}]
     assert answer.face_detect == whole_crop(112)
 
 
 def test_score_sends_both_images_in_one_call():
-    faces, runner = endpoints([two_faces(), two_faces()])
+    faces, runner = fake_endpoints([two_faces(), two_faces()])
     answer = asyncio.run(faces.score(("image1", b"a"), ("image2", b"b")))
     assert len(runner.calls) == 1 and [i[0] for i in runner.calls[0]["images"]] == [
         "image1",
@@ -148,7 +107,7 @@ def test_score_sends_both_images_in_one_call():
 
 
 def test_score_without_a_face_in_one_image_is_zero():
-    faces, _ = endpoints([two_faces(), no_faces()])
+    faces, _ = fake_endpoints([two_faces(), no_faces()])
     answer = asyncio.run(faces.score(("image1", b"a"), ("image2", b"b")))
     assert answer.score == 0.0 and answer.face_detects[1] == DetectResult()
 

@@ -7,11 +7,11 @@ import json
 from typing import Any
 
 from face_api.http.info import ServedModel
-from tests.unit.test_face_endpoints import FakeRunner, endpoints
+from tests.fakes import FakeRunner, fake_endpoints
 
 
 def test_the_runners_info_is_asked_once_but_health_asks_every_time():
-    faces, runner = endpoints([])
+    faces, runner = fake_endpoints([])
     served = faces.served
     asyncio.run(served.model_names())
     asyncio.run(served.server_info())
@@ -22,7 +22,7 @@ def test_the_runners_info_is_asked_once_but_health_asks_every_time():
 
 
 def test_an_unknown_model_is_404_naming_the_loaded_one():
-    faces, _ = endpoints([])
+    faces, _ = fake_endpoints([])
     answer = asyncio.run(faces.served.model_detail("other"))
     assert answer.status_code == 404
     assert json.loads(answer.body) == {"detail": "model 'other' is not loaded; loaded: ['pack_a']"}

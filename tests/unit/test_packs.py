@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
 import shutil
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack, main, sha256_of
+from tests.helpers import serve_folder
 from tests.paths import DEFAULT_PACK_DIR, MODELS, needs_workspace_pack
 
 
@@ -40,18 +37,6 @@ def test_folder_without_models_is_refused(tmp_path):
     (tmp_path / "readme.txt").write_text("no models here")
     with pytest.raises(SystemExit, match="no .onnx files"):
         import_pack(str(tmp_path), "empty_pack")
-
-
-@contextlib.contextmanager
-def serve_folder(folder):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
 
 
 def test_pack_by_name_is_fetched_with_insightfaces_downloader(tmp_path, monkeypatch, capsys):

@@ -6,41 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
-
-import numpy as np
 
 from face_api.http.runner_client import RunnerClient
 from face_api.ops.context import RequestContext, serving
-from face_api.ops.errors import Reply, replying
-from face_api.pipeline.analysis import Analysis, FaceQuery
+from face_api.pipeline.analysis import FaceQuery
 from face_api.pipeline.faces import DetectSortType
+from tests.fakes import RunnerHandle
 
 IMAGE = ("image", b"encoded")
 
 
-class Handle:
-    """``bentoml.depends``'s handle of the runner, recording each call's arguments."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        handle = self
-
-        class to_async:  # noqa: N801 - BentoML's name
-            @staticmethod
-            async def analyze(**arguments: Any) -> Reply:
-                handle.calls.append(arguments)
-                with replying(RequestContext.from_wire(arguments["request"])) as reply:
-                    found = Analysis(np.zeros((0, 15)), None, height=4, width=3)
-                    reply.result = [found.to_wire()]
-                reply.timings["decode"] = 2.0
-                return reply
-
-        self.to_async = to_async
-
-
 def test_a_call_carries_the_context_and_the_capped_query_and_counts_the_hop():
-    runner = Handle()
+    runner = RunnerHandle()
     request = RequestContext(id="abc", deadline_s=60, started=time.perf_counter() - 10)
     query = FaceQuery(500, DetectSortType.CONFIDENCE, embed=False, quality=True)
     with serving(request):
