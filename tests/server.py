@@ -30,6 +30,20 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def logged(self, *markers: str, timeout_s: float = 30) -> str:
+        """The log once every marker is in it: the server's processes write their lines a
+        little after the answer goes out, so a test that asserts what the log lacks first waits
+        for the lines of every request it sent."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            text = self.log()
+            missing = [m for m in markers if m not in text]
+            if not missing:
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not in the server log after {timeout_s} s: {missing}")
+            time.sleep(0.1)
+
 
 def api_client(url: str, timeout: float = 120) -> httpx.Client:
     """A keyed client for a long-lived fixture. It drops idle connections before the server's

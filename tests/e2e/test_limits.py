@@ -75,6 +75,7 @@ def test_more_posts_in_flight_than_allowed_get_429_and_gets_still_answer(limited
     statuses: list[int] = []
     refused: list[httpx.Response] = []
     lock = threading.Lock()
+    six_refused = threading.Event()
 
     def send() -> None:
         response = limited.post("/v1/feature", json={"image": FACE_PHOTO})
@@ -82,20 +83,20 @@ def test_more_posts_in_flight_than_allowed_get_429_and_gets_still_answer(limited
             statuses.append(response.status_code)
             if response.status_code == 429:
                 refused.append(response)
+                if len(refused) == 6:
+                    six_refused.set()
 
-    # With the runner hung, the first two requests hold both slots until their deadline.
+    # With the runner hung, two requests take both slots and hold them until their deadline;
+    # the other six are refused at once, so once they are, both slots are held.
     (runner,) = service_processes(limited_server)["InsightFaceRunner"]
     runner.suspend()
     try:
-        first = [threading.Thread(target=send) for _ in range(2)]
-        for thread in first:
+        threads = [threading.Thread(target=send) for _ in range(8)]
+        for thread in threads:
             thread.start()
-        time.sleep(0.5)
-        rest = [threading.Thread(target=send) for _ in range(6)]
-        for thread in rest:
-            thread.start()
+        six_refused.wait(timeout=30)
         health = limited.get("/v1/info/model")  # GETs are never counted against the limit
-        for thread in first + rest:
+        for thread in threads:
             thread.join()
     finally:
         runner.resume()

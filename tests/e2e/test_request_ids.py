@@ -13,13 +13,9 @@ from tests.server import API_KEY
 
 
 def access_line(server, path: str, marker: str) -> str:
-    for _ in range(50):  # the line is written as the answer's last byte goes out
-        lines = [line for line in server.log().splitlines() if f"path={path}" in line]
-        found = [line for line in lines if marker in line]
-        if found:
-            return found[-1]
-        time.sleep(0.1)
-    raise AssertionError(f"no access log line for {path} with {marker}")
+    """The access log's line for ``path`` naming ``marker`` (written as the answer goes out)."""
+    lines = server.logged(marker).splitlines()
+    return next(line for line in reversed(lines) if f"path={path}" in line and marker in line)
 
 
 @pytest.mark.parametrize(

@@ -49,11 +49,13 @@ def test_handled_keeps_the_requests_deadline_and_counts_its_parse():
     assert "parse" in context.ms and context.handler_ended is not None
 
 
-def test_each_status_has_its_shape_and_headers():
-    unavailable = error_response(ApiError.unavailable("the runner is down"))
-    assert unavailable.status_code == 503 and unavailable.headers["retry-after"] == "1"
-    assert json.loads(unavailable.body) == {"detail": "the runner is down; retry later"}
-    assert "retry-after" not in error_response(ApiError(401, "invalid API key")).headers
+def test_an_error_response_is_the_errors_status_body_and_headers_marked_as_ours():
+    for error in (ApiError.unavailable("the runner is down"), ApiError(401, "invalid API key")):
+        answer = error_response(error, {"allow": "POST"})
+        assert answer.status_code == error.status and json.loads(answer.body) == error.body()
+        headers = {k: v for k, v in answer.headers.items() if not k.startswith("content-")}
+        ours = error_responses.OURS.decode()
+        assert headers == {**error.headers(), "allow": "POST", ours: "error"}
 
 
 def test_the_services_own_error_answers_pass_as_they_are_never_read_again(monkeypatch):

@@ -29,6 +29,8 @@ def test_other_exceptions_are_not_swallowed_by_a_reply():
 
 def test_each_status_has_its_shape_and_headers():
     assert ApiError.not_found("gone").body() == {"detail": "gone"}
-    assert ApiError.unavailable("the runner is down").headers() == {"retry-after": "1"}
+    unavailable = ApiError.unavailable("the runner is down")
+    assert unavailable.status == 503 and unavailable.headers() == {"retry-after": "1"}
+    assert unavailable.body() == {"detail": "the runner is down; retry later"}
     assert ApiError(429, "too many").headers() == {"retry-after": "1"}
     assert ApiError(401, "invalid API key").headers() == {}
