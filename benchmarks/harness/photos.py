@@ -38,7 +38,8 @@ def load_photos(photos_dir: Path, quick: bool) -> dict[str, list[Photo]]:
 
 def aligned_crops(photos: list[Photo], engine) -> list[Photo]:
     """PNG crops of each photo's largest face, aligned exactly as the service aligns them."""
-    from face_api.pipeline.faces import DetectSortType, align_faces, letterbox, select_faces
+    from face_api.ops.runner_hop import DetectSortType
+    from face_api.pipeline.faces import align_faces, letterbox, select_faces
     from face_api.pipeline.faces import to_image_coordinates as to_image
 
     crops = []

@@ -26,9 +26,10 @@ from face_api.http.schemas import (
     ScoreResponse,
 )
 from face_api.ops.context import current
+from face_api.ops.runner_hop import BOX, SCORE, DetectSortType
 from face_api.pipeline import quality as face_quality
 from face_api.pipeline.analysis import Analysis, EncodedImage, FaceQuery
-from face_api.pipeline.faces import DetectSortType, landmarks_of
+from face_api.pipeline.faces import landmarks_of
 from face_api.pipeline.features import cosine, encode_feature
 from face_api.pipeline.images import decode_base64
 
@@ -152,7 +153,7 @@ def quality_of(face: np.ndarray, measures: np.ndarray, bars: face_quality.Bars) 
         sharpness=round(m["sharpness"], 3),
         brightness=round(m["brightness"], 3),
         motion_blur=round(m["motion_blur"], 3),
-        detector_score=float(face[4]),
+        detector_score=float(face[SCORE]),
         embedding_norm=round(m["embedding_norm"], 3),
     )
 
@@ -164,11 +165,11 @@ def detect_result(
     ``quality`` where the request asked for it."""
     height, width = image_shape[:2]
     # the box and the 5 landmarks as (x, y) pairs, rounded and clipped to the image at once
-    points = np.concatenate([face[:4].reshape(2, 2), landmarks_of(face[np.newaxis])[0]])
+    points = np.concatenate([face[BOX].reshape(2, 2), landmarks_of(face[np.newaxis])[0]])
     xs, ys = np.clip(np.rint(points), 0, [width, height]).astype(int).T.tolist()
     return DetectResult(
         processed=True,
-        confidence=float(face[4]),
+        confidence=float(face[SCORE]),
         bounding_box=BoundingBox(left=xs[0], top=ys[0], right=xs[1], bottom=ys[1]),
         landmarks=[Landmark(x=x, y=y) for x, y in zip(xs[2:], ys[2:], strict=True)],
         quality=quality,

@@ -32,10 +32,10 @@ from insightface.model_zoo.scrfd import SCRFD, distance2bbox, distance2kps
 from onnx import TensorProto, helper
 
 from face_api.inference.buckets import batch_buckets, padded_to_bucket
+from face_api.ops.runner_hop import BOX, DETECTION_WIDTH, LANDMARKS, SCORE
 
 log = logging.getLogger("face_api.runner")
 
-DETECTION_WIDTH = 15  # x1, y1, x2, y2, score, then 5 landmarks as x, y
 UINT8_INPUT = "images"
 
 
@@ -178,7 +178,8 @@ class BatchedDetector:
         return self._centers[stride]
 
     def decode(self, outputs: list[np.ndarray]) -> np.ndarray:
-        """One image's outputs to (K, 15) detections, as ``SCRFD.detect`` at scale 1."""
+        """One image's outputs to (K, ``DETECTION_WIDTH``) detection rows, as ``SCRFD.detect`` at
+        scale 1."""
         reference = self.reference
         levels = reference.fmc
         scores, boxes, points = [], [], []
@@ -198,9 +199,10 @@ class BatchedDetector:
         candidates = np.hstack((np.vstack(boxes), score_column)).astype(np.float32)[order]
         keep = reference.nms(candidates)
         rows = np.zeros((len(keep), DETECTION_WIDTH), np.float32)
-        rows[:, :5] = candidates[keep]
+        rows[:, BOX] = candidates[keep, :4]
+        rows[:, SCORE] = candidates[keep, 4]
         if reference.use_kps:
-            rows[:, 5:] = np.vstack(points)[order][keep]
+            rows[:, LANDMARKS] = np.vstack(points)[order][keep]
         return rows
 
     # -- start-up ---------------------------------------------------------------------------

@@ -27,10 +27,10 @@ import numpy as np
 
 from face_api.ops.context import current
 from face_api.ops.errors import ApiError
+from face_api.ops.runner_hop import DetectSortType
 from face_api.pipeline import quality
 from face_api.pipeline.decoders import ImageDecoders
 from face_api.pipeline.faces import (
-    DetectSortType,
     align_faces,
     clip_boxes,
     letterbox,

@@ -1,22 +1,18 @@
 """Face geometry: letterboxing for the detector, mapping back, selection, sorting, alignment.
 
-Detections travel as float32 rows ``[x1, y1, x2, y2, score, lx0, ly0, ..., lx4, ly4]`` (15 values).
+Detections are float32 rows laid out as ``face_api/ops/runner_hop.py`` names them: ``BOX``,
+``SCORE``, ``LANDMARKS``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
 import cv2
 import numpy as np
 from insightface.utils import face_align
 
-
-class DetectSortType(IntEnum):
-    AREA = 0  # largest box first (default)
-    CONFIDENCE = 1  # highest detector score first
-    LEFT_TO_RIGHT = 2  # by left edge, then top edge
+from face_api.ops.runner_hop import BOX, LANDMARKS, SCORE, DetectSortType
 
 
 @dataclass(frozen=True)
@@ -45,8 +41,8 @@ def letterbox(image: np.ndarray, size: int) -> Letterbox:
 def to_image_coordinates(detections: np.ndarray, scale: float) -> np.ndarray:
     """Detections from canvas pixels back to image pixels (the score column is kept)."""
     out = detections.astype(np.float32, copy=True)
-    out[:, :4] /= scale
-    out[:, 5:] /= scale
+    out[:, BOX] /= scale
+    out[:, LANDMARKS] /= scale
     return out
 
 
@@ -57,13 +53,19 @@ def clip_boxes(detections: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarr
     """
     height, width = image_shape[:2]
     out = detections.copy()
-    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, width)
-    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, height)
+    corners = out[:, BOX].reshape(-1, 2, 2)  # (x1, y1), (x2, y2)
+    out[:, BOX] = np.clip(corners, 0, [width, height]).reshape(-1, 4)
     return out
 
 
+def box_sizes(detections: np.ndarray) -> np.ndarray:
+    """(N, 2) widths and heights of the boxes."""
+    corners = detections[:, BOX].reshape(-1, 2, 2)
+    return corners[:, 1] - corners[:, 0]
+
+
 def box_areas(detections: np.ndarray) -> np.ndarray:
-    return (detections[:, 2] - detections[:, 0]) * (detections[:, 3] - detections[:, 1])
+    return box_sizes(detections).prod(axis=1)
 
 
 def order_faces(detections: np.ndarray, sort_type: DetectSortType) -> np.ndarray:
@@ -71,8 +73,9 @@ def order_faces(detections: np.ndarray, sort_type: DetectSortType) -> np.ndarray
     if sort_type == DetectSortType.AREA:
         return np.argsort(-box_areas(detections), kind="stable")
     if sort_type == DetectSortType.CONFIDENCE:
-        return np.argsort(-detections[:, 4], kind="stable")
-    return np.lexsort((detections[:, 1], detections[:, 0]))
+        return np.argsort(-detections[:, SCORE], kind="stable")
+    left, top = detections[:, BOX][:, 0], detections[:, BOX][:, 1]
+    return np.lexsort((top, left))
 
 
 def select_faces(detections: np.ndarray, sort_type: DetectSortType, max_results: int) -> np.ndarray:
@@ -82,7 +85,7 @@ def select_faces(detections: np.ndarray, sort_type: DetectSortType, max_results:
 
 def landmarks_of(detections: np.ndarray) -> np.ndarray:
     """(N, 5, 2) landmarks: left eye, right eye, nose, left and right mouth corner (as seen)."""
-    return detections[:, 5:].reshape(-1, 5, 2)
+    return detections[:, LANDMARKS].reshape(-1, 5, 2)
 
 
 def alignment_transforms(landmarks: np.ndarray, crop_size: int) -> np.ndarray:

@@ -35,6 +35,7 @@ from enum import StrEnum
 import cv2
 import numpy as np
 
+from face_api.ops.runner_hop import BOX, LANDMARKS, SCORE
 from face_api.ops.settings import Settings
 
 # A generic face's five landmarks in millimetres (x to the image's right, y down, z away from the
@@ -102,7 +103,7 @@ DEFAULT_NORM_REFERENCE = 23.2
 def measure(face: np.ndarray, crop: np.ndarray, norm: float, norm_reference: float) -> np.ndarray:
     """One face's measures in ``MEASURES`` order, from its row, aligned crop and embedding norm
     (``norm_reference``: the recognizer's norm for a good face, ``FaceEngine.norm_reference``)."""
-    yaw, pitch, roll = pose(face[5:15].reshape(5, 2).astype(np.float64))
+    yaw, pitch, roll = pose(face[LANDMARKS].reshape(5, 2).astype(np.float64))
     luma = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
     variance = float(cv2.Laplacian(luma, cv2.CV_64F).var())
     streak = motion_blur(luma)
@@ -182,11 +183,13 @@ def pose(landmarks: np.ndarray) -> tuple[float, float, float]:
 
 def face_size(face: np.ndarray) -> float:
     """The box's shorter side, in pixels."""
-    return float(min(face[2] - face[0], face[3] - face[1]))
+    x1, y1, x2, y2 = face[BOX]
+    return float(min(x2 - x1, y2 - y1))
 
 
 def interocular(face: np.ndarray) -> float:
-    return float(np.linalg.norm(face[7:9] - face[5:7]))
+    left_eye, right_eye = face[LANDMARKS].reshape(5, 2)[:2]
+    return float(np.linalg.norm(right_eye - left_eye))
 
 
 class Grade(StrEnum):
@@ -260,7 +263,7 @@ def grade(face: np.ndarray, measures: np.ndarray, medium: Bar, high: Bar) -> Ver
     values = dict(zip(MEASURES, (float(m) for m in measures), strict=True))
     least = {
         Reason.SMALL_FACE: (face_size(face), "face_px"),
-        Reason.LOW_CONFIDENCE: (float(face[4]), "confidence"),
+        Reason.LOW_CONFIDENCE: (float(face[SCORE]), "confidence"),
         Reason.LOW_RECOGNIZABILITY: (values["recognizability"], "recognizability"),
     }
     reasons: dict[Reason, Grade] = {}

@@ -138,7 +138,7 @@ def _face_count(api, photo) -> int:
 
 def test_feature_only_on_a_crop_aligned_by_the_service_equals_feature(api, features):
     """Align the largest face exactly as the service does, then embed the crop alone."""
-    from face_api.inference.models import DETECTION_WIDTH
+    from face_api.ops.runner_hop import DETECTION_WIDTH
     from face_api.pipeline.faces import align_faces
 
     photo = IDENTITIES[7]

@@ -14,9 +14,9 @@ import onnxruntime as ort
 import pytest
 
 from face_api.inference.engine import FaceEngine
+from face_api.ops.runner_hop import DetectSortType
 from face_api.ops.settings import Settings
 from face_api.pipeline.analysis import FacePipeline, FaceQuery
-from face_api.pipeline.faces import DetectSortType
 from tests.paths import CROWD, DEFAULT_PACK_DIR, IDENTITIES
 
 pytestmark = [

@@ -11,9 +11,8 @@ import pytest
 
 from face_api.http.face_endpoints import detect_result, whole_crop
 from face_api.http.schemas import DetectResult
-from face_api.inference.models import DETECTION_WIDTH
+from face_api.ops.runner_hop import DETECTION_WIDTH, DetectSortType
 from face_api.pipeline.analysis import Analysis, FaceQuery
-from face_api.pipeline.faces import DetectSortType
 from face_api.pipeline.features import decode_feature
 from tests.fakes import fake_endpoints
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from face_api.inference.models import DETECTION_WIDTH
+from face_api.ops.runner_hop import DETECTION_WIDTH, DetectSortType
 from face_api.pipeline.faces import (
-    DetectSortType,
     align_faces,
     letterbox,
     select_faces,

@@ -9,8 +9,8 @@ import time
 
 from face_api.http.runner_client import RunnerClient
 from face_api.ops.context import RequestContext, serving
+from face_api.ops.runner_hop import DetectSortType
 from face_api.pipeline.analysis import FaceQuery
-from face_api.pipeline.faces import DetectSortType
 from tests.fakes import RunnerHandle
 
 IMAGE = ("image", b"encoded")
