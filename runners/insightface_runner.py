@@ -7,8 +7,9 @@ requests share forward passes through ``BatchedBackend`` (``face_api/inference/b
 ``batching.py`` says why not BentoML's ``batchable``); the rows of every pass are counted in the
 ``face_runner_batch_rows`` histogram on ``/metrics``.
 
-Every call answers a ``Reply`` (``face_api/ops/errors.py``): its result, or a client's bad input
-as an ``ApiError``, and the runner's stage timings.
+Its methods take and answer the runner hop's types (``face_api/ops/runner_hop.py``). Every call
+answers a ``Reply`` (``face_api/ops/errors.py``): its result, or a client's bad input as an
+``ApiError``, and the runner's stage timings.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import bentoml
 from bentoml.models import BentoModel
@@ -25,11 +25,21 @@ from face_api.inference.backend import BatchedBackend
 from face_api.inference.engine import DeviceUnavailableError, FaceEngine, ModelPackError
 from face_api.inference.packs import get_pack, pack_tag
 from face_api.ops import environment
-from face_api.ops.context import RequestContext, serving
+from face_api.ops.context import CallContext, RequestContext, serving
 from face_api.ops.errors import Reply, replying
+from face_api.ops.runner_hop import (
+    Analysis,
+    DetectorInfo,
+    Embeddings,
+    EncodedImage,
+    FaceQuery,
+    PackInfo,
+    RecognizerInfo,
+    RunnerInfo,
+)
 from face_api.ops.settings import get_settings
 from face_api.ops.startup import INTERNAL_CONNECTION, refuse_to_start, start_worker
-from face_api.pipeline.analysis import FacePipeline, FaceQuery
+from face_api.pipeline.analysis import FacePipeline
 from face_api.pipeline.decoders import ImageDecoders
 
 log = logging.getLogger("face_api.runner")
@@ -89,59 +99,61 @@ class InsightFaceRunner:
             pool=pool,
             norm_reference=self.engine.norm_reference,
         )
-        self.pack_info: dict[str, Any] = {
-            "name": settings.model,
-            "tag": str(stored.tag),
-            **stored.info.metadata,
-        }
+        self.served = self._served(stored)
+
+    def _served(self, stored: bentoml.Model) -> RunnerInfo:
+        import onnxruntime
+
+        engine, metadata = self.engine, stored.info.metadata
+        return RunnerInfo(
+            pack=PackInfo(
+                name=settings.model,
+                tag=str(stored.tag),
+                files=metadata["files"],
+                match_threshold=metadata["match_threshold"],
+                match_threshold_measured=metadata["match_threshold_measured"],
+            ),
+            detector=DetectorInfo(
+                file=engine.detector_file,
+                input_size=[settings.det_size, settings.det_size],
+                score_threshold=engine.detector.threshold,
+                nms_threshold=engine.detector.nms_threshold,
+                max_batch=engine.detector.max_batch,
+            ),
+            recognizer=RecognizerInfo(
+                file=engine.recognizer_file,
+                input_size=[engine.recognizer.crop_size, engine.recognizer.crop_size],
+                embedding_size=engine.recognizer.embedding_size,
+                runtime=engine.recognizer.runtime,
+            ),
+            providers=engine.providers,
+            device=engine.device,
+            onnxruntime=onnxruntime.__version__,
+            package_conflicts=[c.describe() for c in self.conflicts],
+            repair_command=environment.repair_command(self.conflicts) if self.conflicts else None,
+        )
 
     @bentoml.api
     async def analyze(
-        self, images: list[tuple[str, bytes]], query: dict[str, Any], request: dict[str, Any]
-    ) -> Reply:
+        self, images: list[EncodedImage], query: FaceQuery, request: CallContext
+    ) -> Reply[list[Analysis]]:
         """Encoded images, each with the request field it came in, and what the request asks of
-        them (``FaceQuery.to_wire()``) -> per image its ``Analysis`` (``to_wire()``); or the error
-        of the first image that cannot be decoded. ``request``: the request's context
-        (``RequestContext.to_wire()``)."""
+        them -> per image its ``Analysis``; or the error of the first image that cannot be
+        decoded. ``request``: the request's context."""
         with serving(RequestContext.from_wire(request)) as context, replying(context) as reply:
-            found = await self.pipeline.analyze(images, FaceQuery.from_wire(query))
-            reply.result = [analysis.to_wire() for analysis in found]
+            reply.result = await self.pipeline.analyze(images, query)
         return reply
 
     @bentoml.api
-    async def embed_crops(self, images: list[tuple[str, bytes]], request: dict[str, Any]) -> Reply:
-        """Encoded aligned crops, each with its request field -> (N, D) unit embeddings."""
+    async def embed_crops(
+        self, images: list[EncodedImage], request: CallContext
+    ) -> Reply[Embeddings]:
+        """Encoded aligned crops, each with its request field -> their unit embeddings."""
         with serving(RequestContext.from_wire(request)) as context, replying(context) as reply:
-            reply.result = await self.pipeline.embed_crops(images)
+            reply.result = Embeddings(vectors=await self.pipeline.embed_crops(images))
         return reply
 
     @bentoml.api
-    def info(self) -> dict[str, Any]:
+    def info(self) -> RunnerInfo:
         """What the info endpoints report: the pack, its files and sizes, providers, device."""
-        import onnxruntime
-
-        engine = self.engine
-        return {
-            "pack": self.pack_info,
-            "detector": {
-                "file": engine.detector_file,
-                "input_size": [settings.det_size, settings.det_size],
-                "score_threshold": engine.detector.threshold,
-                "nms_threshold": engine.detector.nms_threshold,
-                "max_batch": engine.detector.max_batch,
-            },
-            "recognizer": {
-                "file": engine.recognizer_file,
-                "input_size": [engine.recognizer.crop_size, engine.recognizer.crop_size],
-                "embedding_size": engine.recognizer.embedding_size,
-                "runtime": engine.recognizer.runtime,
-            },
-            "providers": engine.providers,
-            "device": engine.device,
-            "onnxruntime": onnxruntime.__version__,
-            "intra_op_threads": settings.intra_op_threads,
-            "package_conflicts": [c.describe() for c in self.conflicts],
-            "repair_command": environment.repair_command(self.conflicts)
-            if self.conflicts
-            else None,
-        }
+        return self.served

@@ -24,10 +24,19 @@ from face_api.http.admission import (
 from face_api.http.error_responses import ErrorShapeMiddleware
 from face_api.http.face_endpoints import FaceEndpoints
 from face_api.http.info import ServedModel
-from face_api.ops.context import RequestContext
+from face_api.ops.context import CallContext, RequestContext
 from face_api.ops.errors import Reply, replying
+from face_api.ops.runner_hop import (
+    DETECTION_WIDTH,
+    Analysis,
+    DetectorInfo,
+    EncodedImage,
+    FaceQuery,
+    PackInfo,
+    RecognizerInfo,
+    RunnerInfo,
+)
 from face_api.ops.settings import Settings
-from face_api.pipeline.analysis import Analysis, FaceQuery
 from face_api.pipeline.quality import Bars
 
 
@@ -42,27 +51,39 @@ class RunnerHandle:
 
         class to_async:  # noqa: N801 - BentoML's name
             @staticmethod
-            async def analyze(**arguments: Any) -> Reply:
-                handle.calls.append(arguments)
-                with replying(RequestContext.from_wire(arguments["request"])) as reply:
-                    found = Analysis(np.zeros((0, 15)), None, height=4, width=3)
-                    reply.result = [found.to_wire()]
+            async def analyze(
+                images: list[EncodedImage], query: FaceQuery, request: CallContext
+            ) -> Reply[list[Analysis]]:
+                handle.calls.append({"images": images, "query": query, "request": request})
+                with replying(RequestContext.from_wire(request)) as reply:
+                    no_face = np.zeros((0, DETECTION_WIDTH), np.float32)
+                    reply.result = [Analysis(faces=no_face, height=4, width=3) for _ in images]
                 reply.timings["decode"] = 2.0
                 return reply
 
         self.to_async = to_async
 
 
-RUNNER_INFO = {
-    "pack": {"name": "pack_a", "tag": "pack_a:1", "files": {}, "match_threshold": 0.3},
-    "recognizer": {"input_size": [112, 112], "embedding_size": 4},
-    "detector": {},
-    "providers": ["CPUExecutionProvider"],
-    "device": "cpu",
-    "onnxruntime": "1",
-    "package_conflicts": [],
-    "repair_command": None,
-}
+RUNNER_INFO = RunnerInfo(
+    pack=PackInfo(
+        name="pack_a",
+        tag="pack_a:1",
+        files={"det.onnx": "ab12", "rec.onnx": "cd34"},
+        match_threshold=0.3,
+        match_threshold_measured="given when the pack was imported",
+    ),
+    detector=DetectorInfo(
+        file="det.onnx", input_size=[640, 640], score_threshold=0.5, nms_threshold=0.4, max_batch=1
+    ),
+    recognizer=RecognizerInfo(
+        file="rec.onnx", input_size=[112, 112], embedding_size=4, runtime="onnxruntime"
+    ),
+    providers=["CPUExecutionProvider"],
+    device="cpu",
+    onnxruntime="1",
+    package_conflicts=[],
+    repair_command=None,
+)
 
 
 class FakeRunner:
@@ -81,7 +102,7 @@ class FakeRunner:
         self.calls.append({"crops": list(crops)})
         return np.array([[1.0, 0.0, 0.0, 0.0]], np.float32)
 
-    async def info(self) -> dict[str, Any]:
+    async def info(self) -> RunnerInfo:
         self.info_calls += 1
         return RUNNER_INFO
 
@@ -107,7 +128,7 @@ class HeldDetector:
             self.requests += 1
             self.entered.notify_all()
         await self.release.wait()
-        return [np.zeros((0, 15), np.float32) for _ in canvases]
+        return [np.zeros((0, DETECTION_WIDTH), np.float32) for _ in canvases]
 
     async def embed(self, crops: np.ndarray) -> np.ndarray:
         raise AssertionError("no face, nothing to embed")

@@ -50,9 +50,11 @@ class InProcess:
         self.loop = asyncio.new_event_loop()
 
     def _analyze(self, photo: Photo, max_faces: int, embed: bool):
-        from face_api.pipeline.analysis import FaceQuery
+        from face_api.ops.runner_hop import FaceQuery
 
-        work = self.pipeline.analyze([("image", photo.data)], FaceQuery(max_faces, embed=embed))
+        work = self.pipeline.analyze(
+            [("image", photo.data)], FaceQuery(max_faces=max_faces, embed=embed)
+        )
         return self.loop.run_until_complete(work)[0]
 
     def detect(self, photo: Photo) -> int:

@@ -92,15 +92,18 @@ def collect(pack_dir: Path, quick: bool) -> Run:
     os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="face-probe-"))
     from face_api.inference.engine import FaceEngine
     from face_api.inference.packs import DEFAULT_MATCH_THRESHOLD, KNOWN_MATCH_THRESHOLDS
+    from face_api.ops.runner_hop import FaceQuery
     from face_api.ops.settings import Settings
-    from face_api.pipeline.analysis import FacePipeline, FaceQuery
+    from face_api.pipeline.analysis import FacePipeline
 
     engine = FaceEngine(pack_dir, Settings(device="cpu"))
     pipeline = FacePipeline.in_process(engine)
 
     def analyse(image: np.ndarray, faces: int, embed: bool, quality: bool) -> Any:
         data = cv2.imencode(".png", image)[1].tobytes()
-        work = pipeline.analyze([("image", data)], FaceQuery(faces, embed=embed, quality=quality))
+        work = pipeline.analyze(
+            [("image", data)], FaceQuery(max_faces=faces, embed=embed, quality=quality)
+        )
         return asyncio.run(work)[0]
 
     photos = IDENTITIES[::4] if quick else IDENTITIES

@@ -25,14 +25,15 @@ from tests.paths import DEFAULT_PACK_DIR, IDENTITIES, identity_of
 def embeddings(pack_dir: Path, photos: list[Path]) -> dict[Path, np.ndarray]:
     os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="face-probe-"))
     from face_api.inference.engine import FaceEngine
+    from face_api.ops.runner_hop import FaceQuery
     from face_api.ops.settings import Settings
-    from face_api.pipeline.analysis import FacePipeline, FaceQuery
+    from face_api.pipeline.analysis import FacePipeline
 
     pipeline = FacePipeline.in_process(FaceEngine(pack_dir, Settings(device="cpu")))
 
     async def largest(photo: Path) -> np.ndarray:
         images = [("image", photo.read_bytes())]
-        (found,) = await pipeline.analyze(images, FaceQuery(1))
+        (found,) = await pipeline.analyze(images, FaceQuery(max_faces=1))
         return found.embeddings[0]
 
     return {photo: asyncio.run(largest(photo)) for photo in photos}

@@ -62,7 +62,7 @@ from face_api.ops.limits import (
     SEARCH_MAX_RESULTS,
     SUBJECT_MAX_CHARS,
 )
-from face_api.pipeline.analysis import Analysis, FaceQuery
+from face_api.ops.runner_hop import Analysis, FaceQuery
 from face_api.pipeline.features import decode_feature
 from face_api.pipeline.images import decode_base64
 from face_api.pipeline.quality import QualityFilter, refusals
@@ -138,7 +138,7 @@ async def _probes(
     if feature is not None:
         return decode_feature(feature, "feature")[np.newaxis], None
     data = decode_base64(image, "image") if isinstance(image, str) else image
-    query = FaceQuery(limit if all_faces else 1, quality=quality)
+    query = FaceQuery(max_faces=limit if all_faces else 1, quality=quality)
     (found,) = await svc.faces.runner.analyze([("image", data)], query)
     if not len(found.faces):
         raise ApiError.invalid("image", "no face found in the image", "value_error.no_face")
@@ -195,7 +195,7 @@ async def _enroll(svc: GalleryHost, gallery: str, body: EnrollReqBody, image: An
         # clears it (a single face: the largest, or the only one).
         passing, unindexed = _sift(svc, found, bar)
         features = features[passing]
-        found = Analysis(found.faces[passing], None, found.height, found.width)
+        found = Analysis(faces=found.faces[passing], height=found.height, width=found.width)
     detects = _detects(svc, found)  # judged, not reported: the enrolled faces' as they were
     ids = await svc.galleries.enroll(gallery, body.subject, features, body.metadata)
     faces = [EnrolledFace(face_id=i, face_detect=d) for i, d in zip(ids, detects, strict=True)]

@@ -26,9 +26,8 @@ from face_api.http.schemas import (
     ScoreResponse,
 )
 from face_api.ops.context import current
-from face_api.ops.runner_hop import BOX, SCORE, DetectSortType
+from face_api.ops.runner_hop import BOX, SCORE, Analysis, DetectSortType, EncodedImage, FaceQuery
 from face_api.pipeline import quality as face_quality
-from face_api.pipeline.analysis import Analysis, EncodedImage, FaceQuery
 from face_api.pipeline.faces import landmarks_of
 from face_api.pipeline.features import cosine, encode_feature
 from face_api.pipeline.images import decode_base64
@@ -57,12 +56,14 @@ class FaceEndpoints:
     async def detect(
         self, image: EncodedImage, seq: int, sort_type: int, max_results: int, quality: bool
     ) -> DetectResponse:
-        query = FaceQuery(max_results, DetectSortType(sort_type), embed=False, quality=quality)
+        query = FaceQuery(
+            max_faces=max_results, sort_type=DetectSortType(sort_type), embed=False, quality=quality
+        )
         (found,) = await self.runner.analyze([image], query)
         return DetectResponse(seq=seq, faces=detect_results(found, self.bars))
 
     async def feature(self, image: EncodedImage, quality: bool) -> FeatureResponse:
-        (found,) = await self.runner.analyze([image], FaceQuery(1, quality=quality))
+        (found,) = await self.runner.analyze([image], FaceQuery(max_faces=1, quality=quality))
         if not len(found.faces):
             return FeatureResponse(version=__version__, feature="", face_detect=DetectResult())
         return FeatureResponse(
@@ -72,7 +73,7 @@ class FaceEndpoints:
         )
 
     async def embeddings(self, image: EncodedImage, quality: bool) -> EmbeddingsResponse:
-        (found,) = await self.runner.analyze([image], FaceQuery(1, quality=quality))
+        (found,) = await self.runner.analyze([image], FaceQuery(max_faces=1, quality=quality))
         if not len(found.faces):
             return EmbeddingsResponse(
                 version=__version__, embeddings=[], face_detect=DetectResult()
@@ -84,7 +85,7 @@ class FaceEndpoints:
         )
 
     async def multi_feature(self, image: EncodedImage, max_results: int) -> MultiFeatureResponse:
-        (found,) = await self.runner.analyze([image], FaceQuery(max_results))
+        (found,) = await self.runner.analyze([image], FaceQuery(max_faces=max_results))
         faces = zip(detect_results(found, self.bars), found.embeddings, strict=True)
         return MultiFeatureResponse(
             version=__version__,
@@ -96,7 +97,7 @@ class FaceEndpoints:
     async def multi_embeddings(
         self, image: EncodedImage, max_results: int
     ) -> MultiEmbeddingsResponse:
-        (found,) = await self.runner.analyze([image], FaceQuery(max_results))
+        (found,) = await self.runner.analyze([image], FaceQuery(max_faces=max_results))
         faces = zip(detect_results(found, self.bars), found.embeddings, strict=True)
         return MultiEmbeddingsResponse(
             version=__version__,
@@ -125,7 +126,7 @@ class FaceEndpoints:
     # -- two images ----------------------------------------------------------------------------
     async def score(self, image1: EncodedImage, image2: EncodedImage) -> ScoreResponse:
         # Both images in one runner call: one detection pass and one recognition pass.
-        found = await self.runner.analyze([image1, image2], FaceQuery(1))
+        found = await self.runner.analyze([image1, image2], FaceQuery(max_faces=1))
         detects = [
             detect_result(a.faces[0], (a.height, a.width)) if len(a.faces) else DetectResult()
             for a in found

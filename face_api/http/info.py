@@ -17,8 +17,16 @@ from fastapi.responses import JSONResponse
 from face_api import __version__
 from face_api.http.error_responses import error_response
 from face_api.http.runner_client import RunnerClient
-from face_api.http.schemas import ErrorMessage, HealthResponse, ModelDetail, ModelNames, ServerInfo
+from face_api.http.schemas import (
+    ErrorMessage,
+    HealthResponse,
+    ModelDetail,
+    ModelFile,
+    ModelNames,
+    ServerInfo,
+)
 from face_api.ops.errors import RETRY_AFTER_S, ApiError
+from face_api.ops.runner_hop import RunnerInfo
 
 # The runner answers `info` in milliseconds, even under load. A dead runner's socket is held by
 # BentoML's process manager, so a probe waits in its backlog until the restarted runner is up
@@ -34,9 +42,9 @@ class ServedModel:
         self.service_name = service_name
         # How the server runs unsafely (key checks off), said in every health answer.
         self.warnings = warnings or []
-        self._info: dict[str, Any] | None = None
+        self._info: RunnerInfo | None = None
 
-    async def info(self) -> dict[str, Any]:
+    async def info(self) -> RunnerInfo:
         """The runner's pack, models and providers (asked once, then kept)."""
         if self._info is None:
             self._info = await self.runner.info()
@@ -66,46 +74,46 @@ class ServedModel:
             version=__version__,
             bentoml=bentoml.__version__,
             insightface=insightface.__version__,
-            onnxruntime=info["onnxruntime"],
-            providers=info["providers"],
-            device=info["device"],
-            package_conflicts=info["package_conflicts"],
-            repair_command=info["repair_command"],
+            onnxruntime=info.onnxruntime,
+            providers=info.providers,
+            device=info.device,
+            package_conflicts=info.package_conflicts,
+            repair_command=info.repair_command,
         )
 
     async def model_names(self) -> ModelNames:
-        name = (await self.info())["pack"]["name"]
+        name = (await self.info()).pack.name
         return ModelNames(model_name=name, models=[name])
 
-    async def model_detail(self, model_name: str) -> dict[str, Any] | JSONResponse:
-        """The pack's configuration (a ``ModelDetail``); 404 when ``model_name`` is not served."""
+    async def model_detail(self, model_name: str) -> ModelDetail | JSONResponse:
+        """The pack's configuration; 404 when ``model_name`` is not served."""
         info = await self.info()
-        pack = info["pack"]
-        if model_name != pack["name"]:
-            message = f"model {model_name!r} is not loaded; loaded: [{pack['name']!r}]"
+        pack = info.pack
+        if model_name != pack.name:
+            message = f"model {model_name!r} is not loaded; loaded: [{pack.name!r}]"
             return error_response(ApiError.not_found(message))
-        return {
-            "model_name": pack["name"],
-            "tag": pack["tag"],
-            "files": [{"name": n, "sha256": h} for n, h in pack["files"].items()],
-            "detector": info["detector"],
-            "recognizer": info["recognizer"],
-            "providers": info["providers"],
-            "device": info["device"],
-            "match_threshold": pack["match_threshold"],
-            "match_threshold_measured": pack["match_threshold_measured"],
-        }
+        return ModelDetail(
+            model_name=pack.name,
+            tag=pack.tag,
+            files=[ModelFile(name=n, sha256=h) for n, h in pack.files.items()],
+            detector=info.detector,
+            recognizer=info.recognizer,
+            providers=info.providers,
+            device=info.device,
+            match_threshold=pack.match_threshold,
+            match_threshold_measured=pack.match_threshold_measured,
+        )
 
     async def match_threshold(self) -> float:
-        return float((await self.info())["pack"]["match_threshold"])
+        return (await self.info()).pack.match_threshold
 
     async def crop_size(self) -> int:
-        return int((await self.info())["recognizer"]["input_size"][0])
+        return (await self.info()).recognizer.input_size[0]
 
     async def gallery_key(self) -> tuple[str, int]:
         """The pack's name and embedding size: what a gallery's features are filed under."""
         info = await self.info()
-        return info["pack"]["name"], int(info["recognizer"]["embedding_size"])
+        return info.pack.name, info.recognizer.embedding_size
 
 
 def served_model() -> ServedModel:

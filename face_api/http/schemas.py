@@ -14,6 +14,7 @@ from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool
 
 from face_api.ops.limits import DETECT_MAX_RESULTS, FACES_MAX_RESULTS, MAX_RESULTS
+from face_api.ops.runner_hop import DetectorInfo, RecognizerInfo
 
 
 def _json_integer(value: object) -> object:
@@ -266,21 +267,6 @@ class ModelNames(BaseModel):
 class ModelFile(BaseModel):
     name: str
     sha256: str
-
-
-class DetectorInfo(BaseModel):
-    file: str
-    input_size: list[int]
-    score_threshold: float
-    nms_threshold: float
-    max_batch: int  # the most images one detection pass takes
-
-
-class RecognizerInfo(BaseModel):
-    file: str
-    input_size: list[int]
-    embedding_size: int
-    runtime: str
 
 
 class ModelDetail(BaseModel):

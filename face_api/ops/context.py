@@ -4,8 +4,8 @@ deadline, and where its time went.
 The edge makes it (``face_api/http/observability.py``: the client's ``x-request-id`` or the trace
 id BentoML logs, the ``FACE_REQUEST_TIMEOUT_S`` deadline) and sets it for the request's task; the
 runner call carries its id and deadline across (``to_wire``), and the runner sets it again for its
-own work, whose stages travel back with the answer. Everything reads it with ``current()``: no
-signature carries it.
+own work, whose stages travel back with the answer. Everything reads it with ``current()``; only
+the other service's methods take it, as their ``request`` (a ``CallContext``).
 
 Stages are milliseconds by name, sent back as ``Server-Timing``: the API worker records ``parse``
 (everything before the handler: body, JSON, validation), ``base64``, ``hop`` (the round trip to
@@ -18,13 +18,24 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 SERVER_TIMING = b"server-timing"
+
+
+class CallContext(BaseModel):
+    """What crosses to another service with a call made for a request: its id, and the time left
+    to it (the other service's deadline is this one's; None: no deadline)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str | None = None
+    deadline_s: float | None = None
 
 
 @dataclass
@@ -58,19 +69,19 @@ class RequestContext:
         """When the deadline passes, on ``time.perf_counter``'s clock; None for no deadline."""
         return None if self.deadline_s is None else self.started + self.deadline_s
 
-    def to_wire(self) -> dict[str, Any]:
-        """What crosses to another service with a call made for this request: its id, and the
-        time left to it (the other service's deadline is this one's)."""
+    def to_wire(self) -> CallContext:
+        """What crosses to another service with a call made for this request, now."""
         left = (
             None
             if self.deadline_s is None
             else max(0.0, self.deadline_s - since_ms(self.started) / 1000)
         )
-        return {"id": self.id, "deadline_s": left}
+        return CallContext(id=self.id, deadline_s=left)
 
     @classmethod
-    def from_wire(cls, data: Mapping[str, Any] | None) -> RequestContext:
-        return cls(**data) if data else cls()
+    def from_wire(cls, carried: CallContext) -> RequestContext:
+        """The context a service serves a call in: the caller's id and deadline, timed here."""
+        return cls(id=carried.id, deadline_s=carried.deadline_s)
 
 
 def since_ms(start: float) -> float:

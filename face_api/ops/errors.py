@@ -6,8 +6,8 @@ and, for a 422, the field, and ``body()`` is its answer in the contract's shape:
 ``{"detail": [{"loc", "msg", "type"}]}`` for invalid input, ``{"detail": "..."}`` otherwise.
 
 The runner and the gallery service answer every call with a ``Reply``: an exception raised in a
-BentoML service reaches its caller only as an opaque 500, so the error travels as data and the
-caller raises it again (``Reply.unwrap``).
+BentoML service reaches its caller only as an opaque 500, so the error travels as data
+(``ErrorData``) and the caller raises it again (``Reply.unwrap``).
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from face_api.ops.context import RequestContext, since_ms
+
+T = TypeVar("T")
 
 RETRY_AFTER_S = 1
 # Answers a client may simply send again, a little later.
@@ -75,38 +77,47 @@ class ApiError(Exception):
     def headers(self) -> dict[str, str]:
         return {"retry-after": str(RETRY_AFTER_S)} if self.status in RETRYABLE else {}
 
-    # -- as data, between the services ---------------------------------------------------------
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "message": self.message,
-            "field": self.field,
-            "kind": self.kind,
-            "items": self.items,
-        }
+    # -- as data, between the services and processes -------------------------------------------
+    def to_wire(self) -> ErrorData:
+        return ErrorData(
+            status=self.status,
+            message=self.message,
+            field=self.field,
+            kind=self.kind,
+            items=self.items,
+        )
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> ApiError:
-        return cls(data["status"], data["message"], data["field"], data["kind"], data["items"])
+    def from_wire(cls, data: ErrorData) -> ApiError:
+        return cls(data.status, data.message, data.field, data.kind, data.items)
 
 
-class Reply(BaseModel):
+class ErrorData(BaseModel):
+    """An ``ApiError`` as data."""
+
+    status: int
+    message: str
+    field: str | int | None
+    kind: str
+    items: list[dict[str, Any]] | None
+
+
+class Reply(BaseModel, Generic[T]):
     """What an internal service's call answers: ``result``, or ``error`` (an ``ApiError`` as
     data), and the service's stage timings. A model, not a dict: BentoML works out a root type's
     media type from its JSON schema on every response (measured: 7% of the runner's time on a
-    cheap request)."""
+    cheap request). A method declares what its result is (``Reply[list[Analysis]]``), and
+    BentoML's client validates the answer as that."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    result: Any = None
-    error: dict[str, Any] | None = None
+    result: T | None = None
+    error: ErrorData | None = None
     timings: dict[str, float] = {}
 
-    def unwrap(self) -> Any:
+    def unwrap(self) -> T:
         """The result; the service's ``ApiError`` raised again in the caller."""
         if self.error is not None:
             raise ApiError.from_wire(self.error)
-        return self.result
+        return self.result  # type: ignore[return-value] - set whenever error is not
 
 
 # The stage under which a service records its own time in a reply's timings (the caller
@@ -115,12 +126,12 @@ SERVICE_STAGE = "service"
 
 
 @contextmanager
-def replying(context: RequestContext | None = None) -> Iterator[Reply]:
+def replying(context: RequestContext | None = None) -> Iterator[Reply[Any]]:
     """A service call's ``Reply``: the block sets ``reply.result``; an ``ApiError`` raised in it
     becomes ``reply.error``. With the request's ``context``, the reply carries its stages and the
     call's own time."""
     start = time.perf_counter()
-    reply = Reply()
+    reply: Reply[Any] = Reply()
     try:
         yield reply
     except ApiError as error:

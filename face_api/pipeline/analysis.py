@@ -8,9 +8,10 @@ of threads, since OpenCV releases the GIL; detection and recognition go through 
 ``InferenceBackend`` (``face_api/inference/backend.py``: the runner's batchers, or the models
 called at once in benchmarks and tests).
 
-What a request asks of it is one ``FaceQuery``, and what it answers per image one ``Analysis``;
-each crosses between the API worker and the runner as ``to_wire()`` / ``from_wire()``. The stages
-it times go to the request's context (``face_api/ops/context.py``).
+What a request asks of it is one ``FaceQuery``, and what it answers per image one ``Analysis``:
+the runner hop's types (``face_api/ops/runner_hop.py``), which cross between the API worker and
+the runner as they are. The stages it times go to the request's context
+(``face_api/ops/context.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import ExitStack, asynccontextmanager, contextmanager
-from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from face_api.ops.context import current
 from face_api.ops.errors import ApiError
-from face_api.ops.runner_hop import DetectSortType
+from face_api.ops.runner_hop import Analysis, EncodedImage, FaceQuery
 from face_api.pipeline import quality
 from face_api.pipeline.decoders import ImageDecoders
 from face_api.pipeline.faces import (
@@ -39,52 +39,12 @@ from face_api.pipeline.faces import (
 )
 
 T = TypeVar("T")
-EncodedImage = tuple[str, bytes]  # (the request field it came in, its encoded bytes)
 
 
 class InferenceBackend(Protocol):
     async def detect(self, canvases: np.ndarray) -> list[np.ndarray]: ...
     # The recognizer's raw outputs: the pipeline normalizes them, keeping their norms.
     async def embed(self, crops: np.ndarray) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class FaceQuery:
-    """What a request asks of an image: its first ``max_faces`` faces in ``sort_type`` order,
-    their embeddings if ``embed``, their quality measures if ``quality`` (which embeds them too:
-    the embedding's norm is the quality's main measure)."""
-
-    max_faces: int
-    sort_type: DetectSortType = DetectSortType.AREA
-    embed: bool = True
-    quality: bool = False
-
-    def to_wire(self) -> dict[str, Any]:
-        return {**asdict(self), "sort_type": int(self.sort_type)}
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> FaceQuery:
-        return cls(**{**data, "sort_type": DetectSortType(data["sort_type"])})
-
-
-@dataclass
-class Analysis:
-    """One image's faces: (K, 15) rows in image pixels (boxes clipped to the image), in the
-    requested order, and their unit embeddings when asked for."""
-
-    faces: np.ndarray
-    embeddings: np.ndarray | None
-    height: int
-    width: int
-    # (K, len(quality.MEASURES)) per face, in that order, when asked for.
-    quality: np.ndarray | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        return dict(vars(self))  # the arrays as they are: BentoML carries them
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Analysis:
-        return cls(**data)
 
 
 class PixelBudget:
@@ -241,7 +201,7 @@ class FacePipeline:
                             for f, c, n in zip(faces, crops, norms, strict=True)
                         ]
             return [
-                Analysis(f, e, height, width, q)
+                Analysis(faces=f, embeddings=e, height=height, width=width, quality=q)
                 for f, e, (height, width), q in zip(faces, embeddings, sizes, measures, strict=True)
             ]
 

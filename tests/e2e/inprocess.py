@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from face_api.inference.engine import FaceEngine
+from face_api.ops.runner_hop import FaceQuery
 from face_api.ops.settings import Settings
-from face_api.pipeline.analysis import FacePipeline, FaceQuery
+from face_api.pipeline.analysis import FacePipeline
 from tests.paths import DEFAULT_PACK_DIR
 
 
@@ -22,6 +23,6 @@ def pipeline() -> FacePipeline:
 def detect_unrounded(photo: Path) -> np.ndarray:
     """The largest face's detection row in image pixels, as the service computes it."""
     found = asyncio.run(
-        pipeline().analyze([("image", photo.read_bytes())], FaceQuery(1, embed=False))
+        pipeline().analyze([("image", photo.read_bytes())], FaceQuery(max_faces=1, embed=False))
     )
     return found[0].faces[0]

@@ -14,9 +14,9 @@ import onnxruntime as ort
 import pytest
 
 from face_api.inference.engine import FaceEngine
-from face_api.ops.runner_hop import DetectSortType
+from face_api.ops.runner_hop import DetectSortType, FaceQuery
 from face_api.ops.settings import Settings
-from face_api.pipeline.analysis import FacePipeline, FaceQuery
+from face_api.pipeline.analysis import FacePipeline
 from tests.paths import CROWD, DEFAULT_PACK_DIR, IDENTITIES
 
 pytestmark = [
@@ -47,7 +47,9 @@ def test_cuda_finds_the_faces_and_embeddings_the_cpu_finds():
     for data in encoded_photos():
         image = [("image", data)]
         on_gpu, on_cpu = (
-            asyncio.run(p.analyze(image, FaceQuery(1000, DetectSortType.CONFIDENCE)))[0]
+            asyncio.run(
+                p.analyze(image, FaceQuery(max_faces=1000, sort_type=DetectSortType.CONFIDENCE))
+            )[0]
             for p in (cuda, cpu)
         )
         assert len(on_gpu.faces) == len(on_cpu.faces)

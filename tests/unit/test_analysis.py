@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from face_api.ops.errors import ApiError
-from face_api.pipeline.analysis import FacePipeline, FaceQuery, PixelBudget
+from face_api.ops.runner_hop import FaceQuery
+from face_api.pipeline.analysis import FacePipeline, PixelBudget
 from face_api.pipeline.decoders import ImageDecoders
 from tests.fakes import HeldDetector, HeldRecognizer
 
@@ -70,7 +71,7 @@ def test_concurrent_requests_past_the_budget_are_refused_before_decoding(decoder
         big = [("image", png(800, 500))]  # 400,000 pixels
 
         def analyze(images: list) -> asyncio.Task:
-            coro = pipeline.analyze(images, FaceQuery(10, embed=False))
+            coro = pipeline.analyze(images, FaceQuery(max_faces=10, embed=False))
             return asyncio.create_task(coro)
 
         async def detecting(requests: int) -> None:
@@ -81,7 +82,9 @@ def test_concurrent_requests_past_the_budget_are_refused_before_decoding(decoder
         await detecting(1)
         assert pipeline.budget.held == 400_000 and decoded == ["image"]
         with pytest.raises(ApiError) as refused:  # 400,000 + 2 x 400,000 > 800,000
-            await pipeline.analyze([("image1", big[0][1]), ("image2", big[0][1])], FaceQuery(10))
+            await pipeline.analyze(
+                [("image1", big[0][1]), ("image2", big[0][1])], FaceQuery(max_faces=10)
+            )
         assert refused.value.status == 429
         assert decoded == ["image"]  # neither of its images was decoded
         second = analyze(big)  # fits beside the first
@@ -91,7 +94,7 @@ def test_concurrent_requests_past_the_budget_are_refused_before_decoding(decoder
         assert [len(a.faces) for a in await first] == [0]
         assert [len(a.faces) for a in await second] == [0]
         assert pipeline.budget.held == 0
-        again = await pipeline.analyze(big + big, FaceQuery(10, embed=False))
+        again = await pipeline.analyze(big + big, FaceQuery(max_faces=10, embed=False))
         assert len(again) == 2
 
     asyncio.run(scenario())
@@ -101,7 +104,9 @@ def test_a_request_gives_its_pixels_back_once_its_faces_are_cut_out(decoders):
     async def scenario() -> None:
         backend = HeldRecognizer()
         pipeline = FacePipeline(backend, decoders, det_size=64, crop_size=112, max_pixels=400_000)
-        task = asyncio.create_task(pipeline.analyze([("image", png(800, 500))], FaceQuery(10)))
+        task = asyncio.create_task(
+            pipeline.analyze([("image", png(800, 500))], FaceQuery(max_faces=10))
+        )
         await backend.embedding.wait()
         assert pipeline.budget.held == 0  # while its embedding waits for the recognizer
         backend.release.set()

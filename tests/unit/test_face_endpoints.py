@@ -11,8 +11,7 @@ import pytest
 
 from face_api.http.face_endpoints import detect_result, whole_crop
 from face_api.http.schemas import DetectResult
-from face_api.ops.runner_hop import DETECTION_WIDTH, DetectSortType
-from face_api.pipeline.analysis import Analysis, FaceQuery
+from face_api.ops.runner_hop import DETECTION_WIDTH, Analysis, DetectSortType, FaceQuery
 from face_api.pipeline.features import decode_feature
 from tests.fakes import fake_endpoints
 
@@ -29,13 +28,14 @@ def two_faces(quality: bool = False) -> Analysis:
     embeddings = np.array([[0.0, 1.0, 0.0, 0.0], [0.6, 0.8, 0.0, 0.0]], np.float32)
     # sharpness, brightness, yaw, pitch, roll, norm, motion blur, recognizability
     row = [0.5, 0.5, 0.0, 0.0, 0.0, 20.0, 0.2, 0.9]
-    measures = np.tile(row, (2, 1)) if quality else None
-    return Analysis(faces, embeddings, height=100, width=50, quality=measures)
+    measures = np.tile(np.float32(row), (2, 1)) if quality else None
+    return Analysis(faces=faces, embeddings=embeddings, height=100, width=50, quality=measures)
 
 
 def no_faces() -> Analysis:
     empty = np.zeros((0, 4), np.float32)  # as the runner answers an image without a face
-    return Analysis(np.zeros((0, DETECTION_WIDTH), np.float32), empty, height=10, width=10)
+    no_face = np.zeros((0, DETECTION_WIDTH), np.float32)
+    return Analysis(faces=no_face, embeddings=empty, height=10, width=10)
 
 
 IMAGE = ("image", b"encoded")
@@ -45,7 +45,10 @@ def test_detect_asks_once_and_answers_pixels_clipped_to_the_image():
     faces, runner = fake_endpoints([two_faces()])
     answer = asyncio.run(faces.detect(IMAGE, seq=7, sort_type=1, max_results=5, quality=False))
     assert runner.calls == [
-        {"images": [IMAGE], "query": FaceQuery(5, DetectSortType.CONFIDENCE, embed=False)}
+        {
+            "images": [IMAGE],
+            "query": FaceQuery(max_faces=5, sort_type=DetectSortType.CONFIDENCE, embed=False),
+        }
     ]
     assert answer.seq == 7 and len(answer.faces) == 2
     first, second = answer.faces
@@ -57,7 +60,7 @@ def test_detect_asks_once_and_answers_pixels_clipped_to_the_image():
 def test_feature_is_the_largest_faces_embedding_as_base64_float32():
     faces, runner = fake_endpoints([two_faces()])
     answer = asyncio.run(faces.feature(IMAGE, quality=False))
-    assert runner.calls[0]["query"] == FaceQuery(1, embed=True)
+    assert runner.calls[0]["query"] == FaceQuery(max_faces=1, embed=True)
     assert decode_feature(answer.feature, "feature").tolist() == [0.0, 1.0, 0.0, 0.0]
     assert answer.face_detect.processed and answer.face_detect.confidence == pytest.approx(0.9)
 
@@ -65,7 +68,7 @@ def test_feature_is_the_largest_faces_embedding_as_base64_float32():
 def test_feature_with_quality_grades_the_face():
     faces, runner = fake_endpoints([two_faces(quality=True)])
     answer = asyncio.run(faces.embeddings(IMAGE, quality=True))
-    assert runner.calls[0]["query"] == FaceQuery(1, quality=True)
+    assert runner.calls[0]["query"] == FaceQuery(max_faces=1, quality=True)
     quality = answer.face_detect.quality
     assert quality is not None and quality.recognizability == pytest.approx(0.9)
     # a 49.8 px box (the high bar: 32), recognizability 0.9 (the high bar: 0.84)
@@ -83,7 +86,7 @@ def test_no_face_answers_the_contracts_empty_entry():
 def test_multi_feature_keeps_every_face_in_order():
     faces, runner = fake_endpoints([two_faces()])
     answer = asyncio.run(faces.multi_feature(IMAGE, 128))
-    assert runner.calls[0]["query"] == FaceQuery(128)
+    assert runner.calls[0]["query"] == FaceQuery(max_faces=128)
     features = [decode_feature(f.feature, "feature").tolist() for f in answer.feature_info_list]
     assert features == [[0.0, 1.0, 0.0, 0.0], pytest.approx([0.6, 0.8, 0.0, 0.0])]
 

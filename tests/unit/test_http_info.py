@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 from face_api.http.info import ServedModel
+from face_api.ops.runner_hop import RunnerInfo
 from tests.fakes import FakeRunner, fake_endpoints
 
 
@@ -30,7 +30,7 @@ def test_an_unknown_model_is_404_naming_the_loaded_one():
 
 def test_a_runner_that_fails_makes_health_503_with_retry_after():
     class Down(FakeRunner):
-        async def info(self) -> dict[str, Any]:
+        async def info(self) -> RunnerInfo:
             raise ConnectionError
 
     served = ServedModel(Down([]), "face-api")  # type: ignore[arg-type]
