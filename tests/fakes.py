@@ -115,6 +115,31 @@ def fake_endpoints(analyses: list[Analysis]) -> tuple[FaceEndpoints, FakeRunner]
 
 
 # -- the models --------------------------------------------------------------------------------
+class CannedBackend:
+    """The models as an ``InferenceBackend``: each image detected gets the next of ``detections``
+    (rows in canvas pixels); a crop's raw embedding is ``[its brightest pixel, 10, 0, 0]``, so
+    each embedding tells which image its crop was cut from, and its norm is known. Records every
+    forward pass."""
+
+    EMBEDDING_SIZE = 4
+
+    def __init__(self, detections: list[np.ndarray]) -> None:
+        self.detections = list(detections)
+        self.detect_passes: list[np.ndarray] = []
+        self.embed_passes: list[np.ndarray] = []
+
+    async def detect(self, canvases: np.ndarray) -> list[np.ndarray]:
+        self.detect_passes.append(canvases)
+        return [self.detections.pop(0) for _ in canvases]
+
+    async def embed(self, crops: np.ndarray) -> np.ndarray:
+        self.embed_passes.append(crops)
+        raw = np.zeros((len(crops), self.EMBEDDING_SIZE), np.float32)
+        raw[:, 0] = crops.reshape(len(crops), -1).max(axis=1)
+        raw[:, 1] = 10.0
+        return raw
+
+
 class HeldDetector:
     """Detects nothing until released, so a request keeps its pixels as long as the test says."""
 
