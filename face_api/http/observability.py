@@ -20,8 +20,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from bentoml._internal.server.http import instruments
-
 from face_api.http.asgi import (
     ASGIApp,
     Message,
@@ -32,6 +30,7 @@ from face_api.http.asgi import (
     is_api_post,
     route_pattern,
 )
+from face_api.ops import bentoml_private
 from face_api.ops.context import SERVER_TIMING, RequestContext, serving, since_ms
 
 REQUEST_ID = b"x-request-id"
@@ -98,7 +97,7 @@ WEBSOCKET_POLICY_VIOLATION = 1008  # the close code a refused handshake carries 
 # Where the labelled scope keeps the real path, for the edge's first layer
 # (``RequestContextMiddleware``) to give back to the app.
 _REAL_PATH = "face_api.real_path"
-_BENTOML_MIDDLEWARE = instruments.RunnerTrafficMetricsMiddleware
+_BENTOML_MIDDLEWARE = bentoml_private.traffic_metrics_middleware()
 
 
 class RouteLabels:
@@ -139,8 +138,8 @@ class RouteTemplateMetricsMiddleware(_BENTOML_MIDDLEWARE):
 
 def label_requests_by_route(templates: Iterable[str]) -> None:
     """Every HTTP app BentoML builds in this process after this call labels its request metrics
-    by these route templates. BentoML looks its middleware class up in ``instruments`` when it
-    builds an app, which it does after importing the service."""
+    by these route templates. BentoML looks its middleware class up when it builds an app, which
+    it does after importing the service (``face_api/ops/bentoml_private.py``)."""
     global _labels
     _labels = RouteLabels(templates)
-    instruments.RunnerTrafficMetricsMiddleware = RouteTemplateMetricsMiddleware
+    bentoml_private.use_traffic_metrics_middleware(RouteTemplateMetricsMiddleware)

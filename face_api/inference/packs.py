@@ -21,6 +21,8 @@ from typing import Any
 import bentoml
 from bentoml.exceptions import NotFound
 
+from face_api.ops import bentoml_private
+
 # Cosine thresholds measured for recognizers we have data for (file name -> threshold, how).
 KNOWN_MATCH_THRESHOLDS: dict[str, tuple[float, str]] = {
     "w600k_mbf_int8_dequant.onnx": (
@@ -86,9 +88,7 @@ def get_pack(name: str) -> bentoml.Model:
     try:
         return bentoml.models.get(pack_tag(name))
     except NotFound:
-        from bentoml._internal.configuration.containers import BentoMLContainer
-
-        store = Path(BentoMLContainer.bentoml_home.get()) / "models"
+        store = bentoml_private.bentoml_home() / "models"
         raise PackNotInStoreError(
             f"model pack {name!r} is not in the BentoML model store ({store}). Import it with:\n"
             f"    python -m face_api.inference.packs import /path/to/{name}\n"

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import logging
 
+from face_api.ops.bentoml_private import REQUEST_ERROR_LOGGERS
 from face_api.ops.context import RequestIdLogFilter
 
-# The loggers through which BentoML reports a request it could not take (``log_exception``).
-BENTOML_REQUEST_LOGGERS = ("bentoml._internal.server.http_app", "bentoml.serve")
 BENTOML_ACCESS_LOGGER = "bentoml.access"
 
 
@@ -24,7 +23,7 @@ def enable_service_logging() -> None:
         logger = logging.getLogger(name)
         logger.disabled = False
     logging.getLogger("face_api").setLevel(logging.INFO)
-    for name in BENTOML_REQUEST_LOGGERS:
+    for name in REQUEST_ERROR_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactClientErrors) for f in logger.filters):
             logger.addFilter(RedactClientErrors())

@@ -23,8 +23,8 @@ import helm_python
 import kubernetes_validate
 import pytest
 import yaml
-from bentoml._internal.container.generate import BENTO_HOME, BENTO_UID_GID
 
+from face_api.ops.bentoml_private import image_home, image_user
 from face_api.ops.limits import BACKSTOP_TIMEOUT_S
 from face_api.ops.settings import Settings
 from tests.kubernetes import (
@@ -246,7 +246,7 @@ def test_the_pod_runs_as_the_images_user_read_only_without_privileges(variant):
     pod = pod_spec(objects)["securityContext"]
     assert pod["runAsNonRoot"] is True
     # A user name cannot be checked against root: the number BentoML's Dockerfile gives `bentoml`.
-    assert pod["runAsUser"] == pod["runAsGroup"] == pod["fsGroup"] == BENTO_UID_GID
+    assert pod["runAsUser"] == pod["runAsGroup"] == pod["fsGroup"] == image_user()
     assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
     context = container(objects)["securityContext"]
     assert context["allowPrivilegeEscalation"] is False
@@ -263,7 +263,7 @@ def test_everything_the_service_writes_is_on_a_writable_volume(variant):
     objects = rendered(variant)
     writable = {path for path, m in mounts(objects).items() if not m.get("readOnly")}
     lite = "FACE_GALLERY_URI" not in env_names(objects)
-    expected = {"/tmp"} | ({"/data", f"{BENTO_HOME}.cache"} if lite else set())
+    expected = {"/tmp"} | ({"/data", f"{image_home()}.cache"} if lite else set())
     assert writable == expected
     assert plain_env(objects)["BENTOML_HOME"].startswith("/tmp/")
     assert mounts(objects)["/tmp"]["volume"]["emptyDir"]["sizeLimit"]

@@ -8,7 +8,8 @@ import logging
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from face_api.ops.logs import BENTOML_REQUEST_LOGGERS, enable_service_logging
+from face_api.ops.bentoml_private import REQUEST_ERROR_LOGGERS
+from face_api.ops.logs import enable_service_logging
 
 SECRET_IMAGE = "aGVsbG8gc2VjcmV0IGltYWdlIGJ5dGVz" * 4
 
@@ -18,7 +19,7 @@ class Body(BaseModel):
     seq: int
 
 
-@pytest.mark.parametrize("logger_name", BENTOML_REQUEST_LOGGERS)
+@pytest.mark.parametrize("logger_name", REQUEST_ERROR_LOGGERS)
 def test_validation_failures_are_logged_without_their_input(logger_name):
     enable_service_logging()
     logger = logging.getLogger(logger_name)
