@@ -1,6 +1,7 @@
-"""How many bytes one ``/v1/feature`` request sends the runner: its arguments as BentoML's pickle
-serde encodes them (the encoded image), against the letterboxed 640x640 canvas a runner used to
-be sent (issue 10's one-hop change).
+"""How many bytes one ``/v1/feature`` request sends the runner: the runner's ``analyze`` called
+with the encoded image, its query and the request's context, carried as BentoML carries a call
+between services, against the letterboxed 640x640 canvas a runner used to be sent (issue 10's
+one-hop change).
 
     .venv/bin/python -m benchmarks.probes.hop_bytes [--photos-dir tests/data]
 """
@@ -8,6 +9,7 @@ be sent (issue 10's one-hop change).
 from __future__ import annotations
 
 import argparse
+import pickle
 import statistics
 from pathlib import Path
 
@@ -18,22 +20,33 @@ from tests.paths import DATA
 
 
 def hop_bytes(photos: list[Photo]) -> list[str]:
-    """What one ``/v1/feature`` request sends the runner, encoded as BentoML's pickle serde
-    encodes a call's arguments, against the letterboxed canvas a runner used to be sent."""
-    from _bentoml_impl.serde import PickleSerde
+    """What one ``/v1/feature`` request sends the runner, as BentoML's client encodes the call,
+    against the letterboxed canvas a runner used to be sent (pickled as BentoML pickles it)."""
+    import tests.conftest  # noqa: F401 - BentoML's home, the tests' pack name
+    from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack
+    from face_api.ops.bentoml_private import carried_call
+    from face_api.ops.context import CallContext
+    from face_api.ops.runner_hop import FaceQuery
+    from tests.paths import DEFAULT_PACK, DEFAULT_PACK_DIR
 
-    def encoded(arguments: dict) -> int:
-        return sum(len(part) for part in PickleSerde().serialize_value(arguments).data)
+    try:  # the runner's module looks its pack up as it is imported
+        get_pack(DEFAULT_PACK)
+    except PackNotInStoreError:
+        import_pack(str(DEFAULT_PACK_DIR), DEFAULT_PACK)
+    from runners.insightface_runner import InsightFaceRunner
 
+    analyze = InsightFaceRunner.apis["analyze"]
+    query = FaceQuery(max_faces=1)  # what /v1/feature asks
+    context = CallContext(id="0" * 32, deadline_s=60.0)
     sizes = [
-        encoded({"images": [("image", p.data)], "max_faces": 1, "sort_type": 0, "embed": True})
+        carried_call(analyze, images=[("image", p.data)], query=query, request=context)[1]
         for p in photos
     ]
-    canvas = encoded({"canvases": np.zeros((1, 640, 640, 3), np.uint8)})
+    canvas = len(pickle.dumps(np.zeros((1, 640, 640, 3), np.uint8), protocol=5))
     median = statistics.median(sizes)
     return [
         f"Bytes the API worker sends the runner for one `/v1/feature` request (its arguments as "
-        f"BentoML's pickle serde encodes them, median over the photos): {median:,.0f}; a "
+        f"BentoML's client encodes them, median over the photos): {median:,.0f}; a "
         f"letterboxed 640x640 canvas alone: {canvas:,} ({canvas / median:.0f}x more).",
     ]
 
