@@ -291,7 +291,7 @@ def _metadata_form(text: str | None) -> dict[str, Any] | None:
     try:
         return check_metadata(value)
     except ValueError as exc:
-        raise ApiError.invalid("metadata", str(exc)) from None
+        raise ApiError.refused("metadata", exc) from None
 
 
 @router.post("/file/galleries/{gallery}/faces", response_model=EnrollResponse, responses=LOOKALIKE)

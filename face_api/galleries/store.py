@@ -666,7 +666,7 @@ def _check(rule: Callable[[Any], Any], field: str, value: Any) -> Any:
     try:
         return rule(value)
     except ValueError as exc:
-        raise ApiError.invalid(field, str(exc)) from None
+        raise ApiError.refused(field, exc) from None
 
 
 def _checked_id(face_id: str) -> str:

@@ -29,7 +29,7 @@ class GalleryStoreClient:
         try:
             check_metadata(metadata, self.metadata_max_bytes)
         except ValueError as exc:
-            raise ApiError.invalid("metadata", str(exc)) from None
+            raise ApiError.refused("metadata", exc) from None
 
     async def enroll(
         self, gallery: str, subject: str, features: np.ndarray, metadata: dict[str, Any] | None

@@ -395,6 +395,7 @@ def test_metadata_over_the_cap_is_422_over_json_and_multipart(api):
     assert response.status_code == 422, response.text[:500]
     [item] = response.json()["detail"]
     assert item["loc"] == ["body", "metadata"] and "16384" in item["msg"]
+    assert item["type"] == "value_error.metadata"
     just_over = {"n": "x" * (16 * 1024 - 8 + 1)}  # 16 KiB + 1 byte as compact JSON
     response = api.post(
         "/v1/file/galleries/meta/faces",
@@ -409,7 +410,9 @@ def test_metadata_over_the_cap_is_422_over_json_and_multipart(api):
         json={"subject": "x", "feature": feature, "metadata": at_the_cap},
     )
     assert response.status_code == 200, response.text[:500]
-    listed = api.get("/v1/galleries/meta/faces").json()
+    listed = api.get("/v1/galleries/meta/faces")
+    assert listed.status_code == 200, listed.text[:500]
+    listed = listed.json()
     assert listed["total"] == 1 and listed["faces"][0]["metadata"] == at_the_cap
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from face_api.galleries.transfer import MAX_LINE_BYTES
 from face_api.pipeline.features import encode_feature
+from tests.helpers import PEAK_KB_SOURCE
 from tests.milvus_server import running_milvus
 from tests.paths import DEFAULT_PACK, ROOT
 
@@ -139,9 +140,9 @@ def test_a_line_over_the_limit_is_refused_before_it_is_read_whole(tmp_path, impo
     assert path.stat().st_size < 2 * 1024 * 1024
     # The command as run, reporting its own peak memory as it exits.
     measured = (
-        "import atexit, resource, runpy, sys\n"
-        "atexit.register(lambda: print('peak-kb', resource.getrusage(resource.RUSAGE_SELF)"
-        ".ru_maxrss, file=sys.stderr))\n"
+        f"{PEAK_KB_SOURCE}"
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print('peak-kb', peak_kb(), file=sys.stderr))\n"
         "sys.argv = ['face_api.galleries', *sys.argv[1:]]\n"
         "runpy.run_module('face_api.galleries', run_name='__main__')\n"
     )
