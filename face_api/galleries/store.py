@@ -611,8 +611,9 @@ class GalleryStore:
         """
         from pymilvus import MilvusException
 
-        kept = self._kept.get(_gallery_name(collection) or "")
-        level = level or (kept.level if kept else self.read_level)
+        if level is None:
+            kept = self._kept.get(_gallery_name(collection) or "")
+            level = kept.level if kept else self.read_level
         try:
             return self._call(call, collection, consistency_level=level, **kwargs)
         except MilvusException as exc:
@@ -687,8 +688,7 @@ class GalleryStore:
         try:
             if not self.lite:
                 partitions = ["_default", self._generation(collection)]
-                replicas = self._call(self.client.describe_replica, collection)
-                if len(replicas) > 1:  # a write's wait reaches one of them only
+                if self._replicas(collection) > 1:  # a write's wait reaches one of them only
                     level = WAIT_LEVEL
             index = self._index_of(collection)
         except MilvusException as exc:
@@ -700,6 +700,20 @@ class GalleryStore:
             self._kept[gallery] = served
         return served, True
 
+    def _replicas(self, collection: str) -> int:
+        """The collection's in-memory replicas; 0 while it has none: not loaded (a server that
+        restarted loads it again: Milvus 2.3 says "collection not loaded", or "replica not
+        found" once released), or half made or dropped. A search then loads it or fails, and
+        it is read again."""
+        from pymilvus import MilvusException
+
+        try:
+            return len(self.client.describe_replica(collection))
+        except MilvusException as exc:
+            if is_connection_failure(exc):
+                raise
+            return 0
+
     def _in_flux(self, gallery: str, exc: Any) -> ApiError:
         """What to answer for a gallery that failed a read while another call makes or drops
         it (a collection half made: no index, or not loaded yet; or half dropped): 404 once it
@@ -708,7 +722,7 @@ class GalleryStore:
         if not self.client.has_collection(_collection(gallery)):
             return ApiError.not_found(f"gallery {gallery!r} does not exist")
         log.info("gallery %s is being made or dropped: %s", gallery, exc.message)
-        return ApiError.unavailable(f"gallery {gallery!r} is being made or dropped; retry")
+        return ApiError.unavailable(f"gallery {gallery!r} is being made or dropped")
 
     def _forget(self, gallery: str) -> None:
         with self._kept_lock:
@@ -779,7 +793,7 @@ class GalleryStore:
                 log.info("waiting for a write to %s: %s", collection, exc.message)
                 time.sleep(0.1 * 2**attempt)
         raise ApiError.unavailable(
-            f"{_gallery_name(collection)!r} was written, and is being made or dropped: retry"
+            f"gallery {_gallery_name(collection)!r} was written, and is being made or dropped"
         )
 
     def _count_lite_enrolls(self, gallery: str, faces: int) -> None:

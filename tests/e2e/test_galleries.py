@@ -611,6 +611,14 @@ def test_a_milvus_server_down_is_503_and_back_loses_nothing(tmp_path, imported_p
         assert back.status_code == 200, answers
         assert all(status == 503 and took <= deadline_s + 2 for status, took in answers[:-1])
         assert back.json()["results"][0]["matches"][0]["faceId"] == face_id
+    # A store that never read the gallery (another replica's, started now) finds it while the
+    # server has not loaded it again yet (released here, as a restart leaves it for a while).
+    from face_api.galleries.store import GalleryStore, _collection
+
+    fresh = GalleryStore(milvus.uri, imported_pack, 512)
+    fresh.client.release_collection(_collection("db"))
+    assert fresh.search("db", np.ones((1, 512)), limit=1)[0][0].face_id == face_id
+    fresh.client.close()
 
 
 def test_on_a_server_new_galleries_get_hnsw_and_one_made_before_keeps_its_flat_index(
