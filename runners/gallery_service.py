@@ -1,8 +1,14 @@
 """The BentoML service that owns the galleries: one worker, since an embedded Milvus Lite database
 is one process's file (the API may run several workers; they all reach the store through here).
 On a Milvus server one worker is enough too (its calls wait on the database, on several threads)
-and more would be as correct: the store keeps nothing between calls, which is also what lets
-several servers (replicas) share one Milvus.
+and more would be as correct: what the store keeps between calls (what a search needs of its
+gallery) no write of another process can make wrong, which is also what lets several servers
+(replicas) share one Milvus (``store.py``).
+
+It says what the galleries are (``GalleryStore.survey``: an index other than the setting's, a Lite
+gallery past the size Lite is fit for) before its first gallery call: on a Milvus server from the
+start, in the background (a database still starting holds nothing up); Milvus Lite, which starts
+on the first gallery call, then.
 
 Every call answers a ``Reply`` (``face_api/ops/errors.py``): its result, or the store's
 ``ApiError`` (an unknown gallery, a feature of another pack, the database not answering).
@@ -10,6 +16,7 @@ Every call answers a ``Reply`` (``face_api/ops/errors.py``): its result, or the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -23,6 +30,7 @@ from bentoml.validators import DType
 
 from face_api.galleries import folder
 from face_api.galleries.store import GalleryStore, is_connection_failure
+from face_api.ops.context import RequestContext
 from face_api.ops.errors import ApiError, Reply, replying
 from face_api.ops.settings import get_settings
 from face_api.ops.startup import INTERNAL_CONNECTION, refuse_to_start, start_worker
@@ -56,6 +64,9 @@ class GalleryStoreService:
                 self._folder_claim = folder.claim(settings.gallery_dir)
             except folder.GalleryFolderInUseError as exc:
                 refuse_to_start(str(exc))
+        self._surveyed = threading.Thread(target=_survey, name="gallery-survey", daemon=True)
+        if settings.gallery_uri:
+            self._surveyed.start()
 
     def _store(self, pack: str, dimension: int) -> GalleryStore:
         """Opened on first use, so a server that never touches galleries never starts Milvus."""
@@ -70,8 +81,13 @@ class GalleryStoreService:
                     settings.load_gallery_token(),
                     connect_timeout_s=settings.request_timeout_s,
                     metadata_max_bytes=settings.gallery_metadata_max_bytes,
+                    index=settings.gallery_vector_index(),
                 )
                 log.info("galleries opened (%s)", "Milvus server" if settings.gallery_uri else uri)
+                if settings.gallery_uri:
+                    self._surveyed.join()  # said before the first call is answered
+                else:
+                    _survey(self._stores[key])
             return self._stores[key]
 
     @staticmethod
@@ -80,7 +96,7 @@ class GalleryStoreService:
         """The call's ``Reply``, with a database that does not answer as a 503."""
         from pymilvus import MilvusException
 
-        with replying() as reply:
+        with replying(RequestContext()) as reply:  # its time, for the caller's Server-Timing
             try:
                 yield reply
             except MilvusException as exc:
@@ -182,3 +198,26 @@ class GalleryStoreService:
         with self._replying() as reply:
             reply.result = store.delete_gallery(gallery)
         return reply
+
+
+def _survey(store: GalleryStore | None = None) -> None:
+    """Logs what the galleries are (``GalleryStore.survey``); a server that does not answer
+    is said, not raised: the gallery calls answer 503 until it does."""
+    from pymilvus import MilvusException
+
+    try:
+        if store is None:  # a Milvus server: a client of its own, for this only
+            store = GalleryStore(
+                settings.gallery_store_uri(),
+                settings.model,
+                0,
+                settings.load_gallery_token(),
+                connect_timeout_s=settings.request_timeout_s,
+                index=settings.gallery_vector_index(),
+            )
+            with contextlib.closing(store.client):
+                store.survey()
+        else:
+            store.survey()
+    except (MilvusException, ApiError) as exc:
+        log.warning("could not survey the galleries: %s", exc.message)

@@ -10,8 +10,20 @@ source scripts/pack.sh
 # Without keys, a demo key kept in .face-api-key (made once, readable by you only).
 if [ -z "${FACE_API_KEYS:-}${FACE_API_KEYS_FILE:-}" ] && [ "${FACE_API_AUTH:-on}" != "off" ]; then
     key_file="$PWD/.face-api-key"
+    if [ -L "$key_file" ]; then
+        echo "$key_file is a symbolic link: remove it (the demo key is written here, not through it)" >&2
+        exit 1
+    fi
     if [ ! -s "$key_file" ]; then
-        (umask 077 && .venv/bin/python -c 'import secrets; print("demo-" + secrets.token_urlsafe(18))' > "$key_file")
+        # A new file of its own (0600, never through a link), renamed into place.
+        .venv/bin/python - "$key_file" <<'PY'
+import os, secrets, sys, tempfile
+path = sys.argv[1]
+descriptor, partial = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".face-api-key.")
+with os.fdopen(descriptor, "w") as key:
+    key.write("demo-" + secrets.token_urlsafe(18) + "\n")
+os.replace(partial, path)
+PY
     fi
     export FACE_API_KEYS_FILE="$key_file"
     echo "FACE_API_KEYS is not set: serving with the demo key in .face-api-key. In another shell:"

@@ -79,3 +79,13 @@ def serve_folder(folder: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/"
     finally:
         httpd.shutdown()
+
+
+# Source defining ``peak_kb()`` for a child Python process: its own memory's high-water mark.
+# Not ``getrusage``'s ``ru_maxrss``: a child started by vfork and exec inherits the parent's
+# (a long pytest run's hundreds of MB) as its own peak.
+PEAK_KB_SOURCE = (
+    "def peak_kb():\n"
+    "    with open('/proc/self/status') as status:\n"
+    "        return next(int(line.split()[1]) for line in status if line.startswith('VmHWM:'))\n"
+)

@@ -176,12 +176,13 @@ def service_processes(server: RunningServer) -> dict[str, list]:
 
 
 def rss_bytes(server: RunningServer) -> dict[str, int]:
-    """Resident memory of every process of the server, by role (summed over its workers)."""
+    """Resident memory of every process of the server, by role (summed over its workers and the
+    processes they started, the runner's decode processes)."""
     import psutil
 
     totals: dict[str, int] = {}
-    for role, processes in service_processes(server).items():
-        for process in processes:
+    for role in service_processes(server):
+        for process in role_processes(server, role):
             try:
                 totals[role] = totals.get(role, 0) + process.memory_info().rss
             except psutil.NoSuchProcess:

@@ -1,10 +1,11 @@
 """Gallery scale: enroll throughput and the latency of each gallery call at 10k and 100k enrolled
 features, in the embedded Milvus Lite and in a Milvus standalone server (started here, on this
 machine), against a brute-force numpy baseline (one matrix product over all features) in the same
-command. On the server, what each read level costs: Strong (what the service reads at, so that
-replicas see each other's writes), Strong with the server's time tick at 50 ms instead of 200,
-and Session (not used: it misses other replicas' writes). And a gallery exported to a file and
-imported back (``python -m face_api.galleries``): faces a second each way, and the file's size.
+command. On the server, what each way of keeping replicas exact costs: what the service does
+(writes wait until they are visible, reads at Bounded do not wait: "commit wait"), what it did
+before (every read Strong; with the server's time tick at 50 ms instead of 200 too), and Session
+(not used: it misses other replicas' writes). And a gallery exported to a file and imported back
+(``python -m face_api.galleries``): faces a second each way, and the file's size.
 
     .venv/bin/python -m benchmarks.probes.galleries                # 10k and 100k, 20 minutes
     .venv/bin/python -m benchmarks.probes.galleries --sizes 1000   # quick
@@ -36,11 +37,12 @@ SINGLE_ENROLLS = 200  # one-face enroll calls timed on top of the bulk
 PROBES = 100  # searches timed per size (--probes)
 TOP_K = 5
 TIMED = 50  # verify and delete calls timed per size
-STORES = {  # --stores name: (table name, read level, the server's time tick in ms)
-    "lite": ("Milvus Lite", READ_LEVEL, None),
-    "server": ("Milvus server, Strong (the service)", READ_LEVEL, None),
-    "server-tick50": ("Milvus server, Strong, 50 ms time tick", READ_LEVEL, 50),
-    "server-session": ("Milvus server, Session (not used)", "Session", None),
+STORES = {  # --stores name: (table name, read level, writes wait, the server's time tick in ms)
+    "lite": ("Milvus Lite", READ_LEVEL, True, None),
+    "server": ("Milvus server, writes wait, Bounded reads (the service)", READ_LEVEL, True, None),
+    "server-strong": ("Milvus server, Strong reads (before issue 35)", "Strong", False, None),
+    "server-tick50": ("Milvus server, Strong reads, 50 ms time tick", "Strong", False, 50),
+    "server-session": ("Milvus server, Session (not used)", "Session", False, None),
 }
 
 
@@ -61,7 +63,7 @@ def store_uri(kind: str, folder: Path) -> Iterator[str]:
     if kind == "lite":
         yield str(folder / "bench.db")
         return
-    with running_milvus(folder / "milvus", time_tick_ms=STORES[kind][2]) as server:
+    with running_milvus(folder / "milvus", time_tick_ms=STORES[kind][3]) as server:
         yield server.uri
 
 
@@ -70,11 +72,15 @@ def median_ms(times: list[float]) -> float:
 
 
 def run(
-    uri: str, size: int, probes_count: int = PROBES, read_level: str = READ_LEVEL
+    uri: str,
+    size: int,
+    probes_count: int = PROBES,
+    read_level: str = READ_LEVEL,
+    commit_wait: bool = True,
 ) -> dict[str, float]:
     rng = np.random.default_rng(size)
     features = unit(rng.standard_normal((size, DIM)).astype(np.float32))
-    store = GalleryStore(uri, "synthetic", DIM, read_level=read_level)
+    store = GalleryStore(uri, "synthetic", DIM, read_level=read_level, commit_wait=commit_wait)
 
     start = time.perf_counter()
     for first in range(0, size, ENROLL_BATCH):
@@ -151,9 +157,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         for kind in args.stores:
-            name, read_level, _ = STORES[kind]
+            name, read_level, commit_wait, _ = STORES[kind]
             with tempfile.TemporaryDirectory() as folder, store_uri(kind, Path(folder)) as uri:
-                r = run(uri, size, args.probes, read_level)
+                r = run(uri, size, args.probes, read_level, commit_wait)
             print(
                 f"| {r['size']:,} | {name} | {r['bulk_faces_per_s']:,.0f} | "
                 f"{r['single_enroll_ms']:.1f} | "

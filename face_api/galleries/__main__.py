@@ -40,6 +40,7 @@ def open_store(settings: Settings, pack: str, dimension: int) -> GalleryStore:
         settings.load_gallery_token(),
         connect_timeout_s=settings.request_timeout_s,
         metadata_max_bytes=settings.gallery_metadata_max_bytes,
+        index=settings.gallery_vector_index(),  # what an import makes on a server
     )
 
 

@@ -249,7 +249,11 @@ async def _verify(svc: GalleryHost, gallery: str, body: VerifyReqBody, image: An
     )
 
 
-@router.post("/galleries/{gallery}/faces", response_model=EnrollResponse)
+# A name that looks like another one the gallery holds (``lookalikes.py``).
+LOOKALIKE = {409: {"model": ErrorMessage, "description": "A different name that looks the same"}}
+
+
+@router.post("/galleries/{gallery}/faces", response_model=EnrollResponse, responses=LOOKALIKE)
 @handled
 async def enroll(gallery: Gallery, body: EnrollReqBody, svc: Host) -> Any:
     """Enrolls the image's largest face (or all, with allFaces), or a feature, as `subject`."""
@@ -287,10 +291,10 @@ def _metadata_form(text: str | None) -> dict[str, Any] | None:
     try:
         return check_metadata(value)
     except ValueError as exc:
-        raise ApiError.invalid("metadata", str(exc)) from None
+        raise ApiError.refused("metadata", exc) from None
 
 
-@router.post("/file/galleries/{gallery}/faces", response_model=EnrollResponse)
+@router.post("/file/galleries/{gallery}/faces", response_model=EnrollResponse, responses=LOOKALIKE)
 @handled
 async def file_enroll(
     gallery: Gallery,

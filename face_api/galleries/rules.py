@@ -120,22 +120,25 @@ Subject = Annotated[str, AfterValidator(check_subject), Field(json_schema_extra=
 
 
 def check_metadata(value: Any, max_bytes: int | None = None) -> Any:
-    """``value`` if it is metadata the store can keep (None is none), else ``ValueError`` saying
-    why. Walked without recursion: a client chooses the depth."""
+    """``value`` if it is metadata the store can keep (None is none), else a
+    ``value_error.metadata`` (a ``ValueError``) saying why. Walked without recursion: a client
+    chooses the depth."""
     if value is None:  # none given
         return None
     if not isinstance(value, dict):
-        raise ValueError("metadata must be a JSON object")
+        raise _metadata_error("metadata must be a JSON object")
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict | list):
             if depth > METADATA_MAX_DEPTH:
-                raise ValueError(f"metadata is nested more than {METADATA_MAX_DEPTH} levels deep")
+                raise _metadata_error(
+                    f"metadata is nested more than {METADATA_MAX_DEPTH} levels deep"
+                )
             if isinstance(item, dict):
                 for key in item:
                     if not isinstance(key, str):
-                        raise ValueError("metadata keys must be text")
+                        raise _metadata_error("metadata keys must be text")
                     _check_text(key)
                 stack.extend((child, depth + 1) for child in item.values())
             else:
@@ -146,16 +149,18 @@ def check_metadata(value: Any, max_bytes: int | None = None) -> Any:
             pass
         elif isinstance(item, int):
             if not -(2**63) <= item < 2**63:
-                raise ValueError("metadata integers must fit in 64 bits")
+                raise _metadata_error("metadata integers must fit in 64 bits")
         elif isinstance(item, float):
             if not math.isfinite(item):
-                raise ValueError("metadata numbers must be finite (no NaN or Infinity)")
+                raise _metadata_error("metadata numbers must be finite (no NaN or Infinity)")
         else:
-            raise ValueError("metadata must be plain JSON")
+            raise _metadata_error("metadata must be plain JSON")
     if max_bytes is not None:
         size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
         if size > max_bytes:
-            raise ValueError(f"metadata is {size} bytes as JSON, over the limit of {max_bytes}")
+            raise _metadata_error(
+                f"metadata is {size} bytes as JSON, over the limit of {max_bytes}"
+            )
     return value
 
 
@@ -163,4 +168,9 @@ def _check_text(text: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate, as JSON's \ud800 makes
-        raise ValueError("metadata text must be valid Unicode (no lone surrogates)") from None
+        raise _metadata_error("metadata text must be valid Unicode (no lone surrogates)") from None
+
+
+def _metadata_error(message: str) -> PydanticCustomError:
+    # Its own kind: no JSON Schema states these rules for a free-form object's values.
+    return PydanticCustomError("value_error.metadata", message)

@@ -9,14 +9,43 @@ description) and the embedding size (its vector field), so features of another p
 never mixed.
 
 Several replicas may share one Milvus server, each its own client, and must agree with each
-other. So the store remembers nothing between calls: the collection is the gallery (made with
-Milvus's atomic, idempotent create; dropped with its drop), every call asks the database, and
-every read is ``Strong``: it sees every write any replica had acknowledged when the read began. A
-gallery dropped elsewhere is a 404 to a read and made again by an enroll, never a 5xx. ``Session``
-only promises a client its own writes (a face deleted through one replica was still matched
-through another), and no cheaper level sees other clients' writes; Strong waits for the server's
-time tick, ``proxy.timeTickInterval`` (200 ms by default: benchmarks/README.md). Milvus Lite is
-one process's database, which sees every write at once.
+other: a write any replica acknowledged is seen by every later read, through any replica. The
+collection is the gallery (made with Milvus's atomic, idempotent create; dropped with its drop),
+and the wait that agreement costs is paid by the writes, never by the searches ("commit wait"):
+
+- A write (insert, upsert, delete) does not answer until it is visible: after Milvus acknowledged
+  it, the store reads the collection at ``Strong``, which waits until the query node that serves
+  each of its shards (its shard delegator) has consumed every write acknowledged before that read
+  began (its ``tSafe``, advanced by the server's time tick, ``proxy.timeTickInterval``, 200 ms by
+  default). Deletes reach the sealed segments before ``tSafe`` moves past them.
+- Reads are ``Bounded``: they do not wait (their guarantee timestamp is ``common.gracefulTime``,
+  5 s, in the past, which every delegator's ``tSafe`` is ahead of) and see everything their
+  delegator has consumed. A read that begins after a write answered reaches the same delegator,
+  which consumed the write before the write answered, so it sees it.
+
+This holds for a collection with one in-memory replica (the store loads its galleries so), served
+by the same delegators from the write's wait to the read: always on a standalone server; in a
+cluster, a query node lost or rebalanced moves its shards to a new delegator, which within
+``gracefulTime`` of the move may not have consumed writes of those last seconds (Bounded waits
+for older ones). A gallery loaded with several in-memory replicas by hand is searched ``Strong``
+(a write's wait reaches only one replica), and deletes and erasure decide on ``Strong`` reads:
+they never miss a face, whatever the load. ``Session`` only promises a client its own writes (a
+face deleted through one replica was still matched through another). Measured:
+benchmarks/README.md, "Galleries at a million faces". Milvus Lite is one process's database,
+which sees every write at once: its writes do not wait.
+
+What a search needs to know of its gallery (its pack, layout, index and read level) is kept
+between calls, so a search is one round trip. Kept safely across replicas: the search names a
+partition of the collection made for this purpose (``generation_`` + a random id); a gallery
+dropped and made again, by any replica, is another collection without it, so the search fails
+and the store reads the gallery again, never searching the wrong one. (Milvus Lite has no
+partitions, and is one process's: what a store kept is forgotten when any store of the process
+makes or drops a collection.)
+
+The vector index of a gallery made on a server is ``GalleryIndex`` (``FACE_GALLERY_INDEX``; HNSW
+by default); Milvus Lite has FLAT only. Milvus builds it on each sealed segment in the background
+and searches segments not indexed yet exactly: enrolls and searches never wait for it. A gallery
+keeps the index it was made with (``survey`` says so at start).
 
 No client text is ever spliced into a filter expression: pymilvus quotes string ids without
 escaping them (a face id of ``x'] or face_id not in ['`` deleted a whole gallery), and neither
@@ -32,8 +61,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +74,7 @@ import numpy as np
 from face_api.galleries import lookalikes, rules
 from face_api.ops.errors import ApiError
 from face_api.ops.limits import SUBJECT_MAX_CHARS
-from face_api.ops.settings import GALLERY_METADATA_MAX_BYTES
+from face_api.ops.settings import GALLERY_INDEXES, GALLERY_METADATA_MAX_BYTES, GalleryIndex
 
 log = logging.getLogger("face_api.galleries")
 
@@ -55,7 +86,18 @@ _COLLECTION_PREFIX = "gallery_"
 # half-gallery (Milvus Lite cannot rename a collection or change its description).
 _IMPORTING_PREFIX = "importing_"
 _QUERY_PAGE = 16384  # Milvus's largest query window
-READ_LEVEL = "Strong"  # every read: see the module's docstring
+READ_LEVEL = "Bounded"  # every read that decides no write: see the module's docstring
+WAIT_LEVEL = "Strong"  # a write's wait for its visibility, and the reads deletes decide on
+# What the write's wait reads (no face needs to have this id: the wait comes before the lookup).
+_NO_FACE = "0" * 32
+_GENERATION_PREFIX = "generation_"  # the partition a search names: see the module's docstring
+# The most faces a Milvus Lite gallery is fit for: a search of 100k took 28 ms (p95 36 ms) here,
+# growing with the gallery (336 ms at 1M), where a server's HNSW took a few (benchmarks/README.md).
+LITE_FIT_FACES = 100_000
+_LITE_RECOUNT = 1_000  # faces a store enrolls into a Lite gallery between two counts of it
+# A write's wait, read again (after 0.1, 0.2, ... 1.6 s) while another call drops its collection
+# or makes it again (made, indexed and loaded in about a second here).
+_WAIT_ATTEMPTS = 6
 _NOT_LOADED = 101  # Milvus's ErrCollectionNotLoaded
 _MISSING = 100  # Milvus's ErrCollectionNotFound
 SUBJECT_KEY = "subject_key"
@@ -100,6 +142,23 @@ class _Kind:
     importing: bool = False  # an import is filling it (or stopped half-way): not served
 
 
+@dataclass(frozen=True)
+class _Served:
+    """What searching a served gallery takes, kept between calls (``GalleryStore._served``)."""
+
+    kind: _Kind
+    partitions: list[str] | None  # "_default" and its generation's; None in Milvus Lite
+    level: str  # its reads' level: Strong where it has several in-memory replicas
+    index: str  # its vector index's type
+    changes: int  # the collections made or dropped through this process when it was read
+
+
+# Collections made or dropped through this process, by database: what a store kept of a gallery
+# before the last one is read again (Milvus Lite, one process's database, has nothing else).
+_changes: Counter[str] = Counter()
+_changes_lock = threading.Lock()
+
+
 class GalleryStore:
     """Galleries for one model pack (``pack``, embeddings of ``dimension`` floats)."""
 
@@ -112,14 +171,54 @@ class GalleryStore:
         *,
         connect_timeout_s: float = 60.0,
         metadata_max_bytes: int = GALLERY_METADATA_MAX_BYTES,
-        read_level: str = READ_LEVEL,  # another level only for the benchmark's comparison
+        index: GalleryIndex | None = None,  # new galleries' on a server; unset: FLAT
+        # Other levels, and writes that do not wait, only for the benchmark's comparisons.
+        read_level: str = READ_LEVEL,
+        commit_wait: bool = True,
     ) -> None:
         self.pack = pack
         self.dimension = dimension
         self.metadata_max_bytes = metadata_max_bytes
         self.read_level = read_level
-        lite = uri.endswith(".db")  # as pymilvus tells an embedded Milvus Lite file
-        self.client = _connect(uri, token, connect_timeout_s, _engine_ready if lite else _listing)
+        self.uri = uri
+        self.lite = uri.endswith(".db")  # as pymilvus tells an embedded Milvus Lite file
+        self.index = index if index and not self.lite else GalleryIndex()  # Lite: FLAT only
+        self.commit_wait = commit_wait and not self.lite  # Lite sees every write at once
+        self._kept: dict[str, _Served] = {}
+        self._kept_lock = threading.Lock()
+        self._lite_enrolled: Counter[str] = Counter()  # faces enrolled since the last count
+        self._lite_warned: set[str] = set()
+        self.client = _connect(
+            uri, token, connect_timeout_s, _engine_ready if self.lite else _listing
+        )
+
+    def survey(self) -> None:
+        """Says what the galleries are, once (the service calls it at start): on a server, each
+        one whose index is not the one new galleries get (made by an earlier version, or under
+        another ``FACE_GALLERY_INDEX``: it keeps its own, and is served); in Milvus Lite, each
+        one past the size Lite is fit for."""
+        for collection in sorted(self.client.list_collections()):
+            name = _gallery_name(collection)
+            if name is None:
+                continue
+            try:
+                index, faces = self._index_of(collection), self._count(name)
+            except ApiError:
+                continue  # dropped meanwhile
+            if self.lite:
+                self._say_if_past_lite_fit(name, faces)
+            elif index != self.index.kind:
+                log.warning(
+                    "gallery %r (%d faces) keeps its %s index, made by an earlier version or "
+                    "under another FACE_GALLERY_INDEX; new galleries get %s. To rebuild it, "
+                    "export it and import it with --replace (README, Galleries at scale)",
+                    name,
+                    faces,
+                    index,
+                    self.index.kind,
+                )
+            else:
+                log.info("gallery %r: %d faces, %s index", name, faces, index)
 
     # -- galleries -------------------------------------------------------------------------
     def galleries(self) -> list[GalleryInfo]:
@@ -143,9 +242,10 @@ class GalleryStore:
     def delete_gallery(self, name: str) -> int:
         """Drops the gallery (one being imported too); returns how many faces it held."""
         self._kind(name, served=False)
-        faces = self._count(name)
+        faces = self._count(name, level=WAIT_LEVEL)
         self._call(self.client.drop_collection, _collection(name))
         self.client.drop_collection(_importing(name))  # no error if there is none
+        self._changed()
         if self._has_registry():  # an earlier version's record of it
             self.client.delete(REGISTRY, ids=[name])  # the name is checked: letters, digits, _.-
         return faces
@@ -177,6 +277,9 @@ class GalleryStore:
                     for i, v in zip(ids, vectors, strict=True)
                 ]
                 self._call(self.client.insert, _collection(gallery), rows)
+                self._wait_visible(_collection(gallery))
+                if self.lite:
+                    self._count_lite_enrolls(gallery, len(ids))
                 return ids
             except ApiError as error:
                 if error.status != 404:
@@ -189,15 +292,7 @@ class GalleryStore:
     ) -> list[list[Match]]:
         """The best ``limit`` faces for each row of ``features``, best first, over ``threshold``."""
         vectors = self._vectors(features)
-        self._checked(gallery)
-        hits = self._read(
-            self.client.search,
-            _collection(gallery),
-            data=[v.tolist() for v in vectors],
-            limit=limit,
-            output_fields=["subject", "metadata"],
-            search_params={"metric_type": "COSINE"},
-        )
+        hits = self._search(gallery, [v.tolist() for v in vectors], limit)
         return [
             [
                 Match(_hit_id(h), h["entity"]["subject"], _metadata(h["entity"]), h["distance"])
@@ -210,21 +305,11 @@ class GalleryStore:
     def verify(self, gallery: str, subject: str, feature: np.ndarray) -> Match:
         """The subject's face closest to ``feature``."""
         vector = self._vectors(feature.reshape(1, -1))[0]
-        kind = self._checked(gallery)
         subject = rules.subject_query(subject)
-        where = self._subject_filter(gallery, subject, kind)
-        hits = (
-            where
-            and self._read(
-                self.client.search,
-                _collection(gallery),
-                data=[vector.tolist()],
-                limit=1,
-                filter=where,
-                output_fields=["subject", "metadata"],
-                search_params={"metric_type": "COSINE"},
-            )[0]
+        found = self._search(
+            gallery, [vector.tolist()], 1, lambda kind: self._subject_filter(gallery, subject, kind)
         )
+        hits = found and found[0]
         if not hits:
             raise ApiError.not_found(f"subject {subject!r} is not in gallery {gallery!r}")
         best = hits[0]
@@ -271,21 +356,27 @@ class GalleryStore:
         _check(rules.check_face_id, "face_id", face_id)  # pymilvus quotes ids unescaped
         self._kind(gallery)
         found = self._read(
-            self.client.get, _collection(gallery), ids=[face_id], output_fields=["face_id"]
+            self.client.get,
+            _collection(gallery),
+            level=WAIT_LEVEL,  # a face enrolled a moment ago, through any replica, is found
+            ids=[face_id],
+            output_fields=["face_id"],
         )
         if not found:
             raise ApiError.not_found(f"face {face_id!r} is not in gallery {gallery!r}")
         self._call(self.client.delete, _collection(gallery), ids=[face_id])
+        self._wait_visible(_collection(gallery))
 
     def delete_subject(self, gallery: str, subject: str) -> int:
         """Deletes every face of every subject that looks like ``subject`` (what a person would
         call by that name: its NFC form, an invisible character or look-alike letter apart);
         returns how many there were (404 for none)."""
-        where = self._look_filter(gallery, subject, self._kind(gallery))
-        count = 0 if where is None else self._count(gallery, where)
+        where = self._look_filter(gallery, subject, self._kind(gallery), level=WAIT_LEVEL)
+        count = 0 if where is None else self._count(gallery, where, level=WAIT_LEVEL)
         if not count:
             raise ApiError.not_found(f"subject {subject!r} is not in gallery {gallery!r}")
         self._call(self.client.delete, _collection(gallery), filter=where)
+        self._wait_visible(_collection(gallery))
         return count
 
     # -- moving a gallery: export and import (transfer.py) ----------------------------------
@@ -331,6 +422,7 @@ class GalleryStore:
                 raise ApiError(409, f"gallery {gallery!r} exists: --replace replaces it")
             self.delete_gallery(gallery)
         self.client.create_collection(_importing(gallery), dimension=2)  # first: never served
+        self._changed()
         self._create(gallery, {"pack": self.pack, "imported": True})
 
     def import_faces(self, gallery: str, faces: list[dict[str, Any]]) -> None:
@@ -355,17 +447,19 @@ class GalleryStore:
 
     def finish_import(self, gallery: str, faces: int) -> None:
         """Serves the imported gallery, once it holds exactly ``faces`` faces."""
-        held = self._count(gallery)
+        held = self._count(gallery, level=WAIT_LEVEL)
         if held != faces:
             raise ApiError.invalid(
                 "file", f"the import of {gallery!r} holds {held} faces where {faces} were read"
             )
         self.client.drop_collection(_importing(gallery))
+        self._changed()
 
     def abandon_import(self, gallery: str) -> None:
         """Drops what an import wrote: nothing of it is left, or served."""
         self.client.drop_collection(_collection(gallery))
         self.client.drop_collection(_importing(gallery))
+        self._changed()
 
     # -- internals -------------------------------------------------------------------------
     def _kind(self, name: str, served: bool = True) -> _Kind:
@@ -434,7 +528,9 @@ class GalleryStore:
         schema.add_field("metadata", DataType.JSON)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimension)
         index = self.client.prepare_index_params()
-        index.add_index("vector", metric_type="COSINE", index_type="FLAT")
+        index.add_index(
+            "vector", metric_type="COSINE", index_type=self.index.kind, params=self.index.build
+        )
         self._call(
             self.client.create_collection,
             _collection(name),
@@ -442,6 +538,7 @@ class GalleryStore:
             index_params=index,
             consistency_level=READ_LEVEL,
         )
+        self._changed()
 
     def _registered_pack(self, name: str) -> str:
         """An earlier version's gallery: its pack, from the registry it kept ("" if none)."""
@@ -453,25 +550,29 @@ class GalleryStore:
     def _has_registry(self) -> bool:
         return bool(self.client.has_collection(REGISTRY))
 
-    def _subject_filter(self, gallery: str, subject: str, kind: _Kind) -> str | None:
+    def _subject_filter(
+        self, gallery: str, subject: str, kind: _Kind, level: str | None = None
+    ) -> str | None:
         """A filter expression for ``subject``'s faces in ``gallery`` made only of hex digits the
         store computed: its key, or (a gallery made before keys) its faces' ids; None when a
         gallery without keys holds no face of it."""
         key = _subject_key(subject)
         if kind.keyed:
             return f'{SUBJECT_KEY} == "{key}"'
-        rows = self._all(gallery, ["subject"])
+        rows = self._all(gallery, ["subject"], level=level)
         ids = [_checked_id(r["face_id"]) for r in rows if r["subject"] == subject]
         return f"face_id in [{', '.join(ids)}]" if ids else None
 
-    def _look_filter(self, gallery: str, subject: str, kind: _Kind) -> str | None:
+    def _look_filter(
+        self, gallery: str, subject: str, kind: _Kind, level: str | None = None
+    ) -> str | None:
         """A filter expression for the faces of every subject that looks like ``subject``, made
         only of hex digits the store computed; None when the gallery holds none. A gallery made
         before looks were kept is read whole (its subjects' looks computed here)."""
         key = lookalikes.look_key(subject)
         if kind.looked:
             return f'{LOOK_KEY} == "{key}"'
-        rows = self._all(gallery, ["subject"])
+        rows = self._all(gallery, ["subject"], level=level)
         ids = [_checked_id(r["face_id"]) for r in rows if lookalikes.look_key(r["subject"]) == key]
         return f"face_id in [{', '.join(ids)}]" if ids else None
 
@@ -511,14 +612,22 @@ class GalleryStore:
             )
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
-    def _count(self, gallery: str, where: str = "") -> int:
+    def _count(self, gallery: str, where: str = "", level: str | None = None) -> int:
         rows = self._read(
-            self.client.query, _collection(gallery), filter=where, output_fields=["count(*)"]
+            self.client.query,
+            _collection(gallery),
+            level=level,
+            filter=where,
+            output_fields=["count(*)"],
         )
         return int(rows[0]["count(*)"])
 
-    def _all(self, gallery: str, fields: list[str], where: str = "") -> list[dict[str, Any]]:
-        return self._read(self._query_all, _collection(gallery), filter=where, fields=fields)
+    def _all(
+        self, gallery: str, fields: list[str], where: str = "", level: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self._read(
+            self._query_all, _collection(gallery), level=level, filter=where, fields=fields
+        )
 
     def _query_all(
         self, collection: str, filter: str, fields: list[str], consistency_level: str
@@ -538,22 +647,224 @@ class GalleryStore:
             iterator.close()
         return rows
 
-    def _read(self, call: Callable[..., Any], collection: str, **kwargs: Any) -> Any:
-        """``call(collection, ...)`` at the store's read level (``Strong``).
+    def _read(
+        self, call: Callable[..., Any], collection: str, level: str | None = None, **kwargs: Any
+    ) -> Any:
+        """``call(collection, ...)`` at ``level``, by default the level the gallery is read at
+        (the store's, ``Bounded``, unless it has several in-memory replicas).
 
         A Milvus server that restarted serves a collection again only once it is loaded again
         (it reloads on its own, later): such a collection is loaded here and read once more.
         """
         from pymilvus import MilvusException
 
+        if level is None:
+            kept = self._kept.get(_gallery_name(collection) or "")
+            level = kept.level if kept else self.read_level
         try:
-            return self._call(call, collection, consistency_level=self.read_level, **kwargs)
+            return self._call(call, collection, consistency_level=level, **kwargs)
         except MilvusException as exc:
             if exc.code != _NOT_LOADED and "not loaded" not in str(exc.message):
                 raise
             log.info("collection %s not loaded on the server (restarted?); loading it", collection)
+            self._forget(_gallery_name(collection) or "")  # its replicas may differ now
             self._call(self.client.load_collection, collection)
-            return self._call(call, collection, consistency_level=self.read_level, **kwargs)
+            return self._call(call, collection, consistency_level=level, **kwargs)
+
+    def _search(
+        self,
+        gallery: str,
+        data: list[list[float]],
+        limit: int,
+        where: Callable[[_Kind], str | None] = lambda kind: "",
+    ) -> list[list[dict[str, Any]]] | None:
+        """The gallery's best ``limit`` faces for each vector of ``data`` (and ``where``'s
+        filter of its kind; None when that filter says no face can match), in one round trip
+        when what the search needs of the gallery is kept. A search that fails on what was kept
+        (the gallery made again since, by any replica: its generation's partition is gone) reads
+        the gallery again and searches once more (see the module's docstring)."""
+        from pymilvus import MilvusException
+
+        served, fresh = self._served(gallery)
+        while True:
+            condition = where(served.kind)
+            if condition is None:
+                return None
+            try:
+                return self._read(
+                    self.client.search,
+                    _collection(gallery),
+                    level=served.level,
+                    data=data,
+                    limit=limit,
+                    filter=condition,
+                    partition_names=served.partitions,
+                    output_fields=["subject", "metadata"],
+                    search_params={
+                        "metric_type": "COSINE",
+                        "params": self._search_params(served.index, limit),
+                    },
+                )
+            except ApiError as error:
+                if error.status == 404:
+                    self._forget(gallery)
+                raise
+            except MilvusException as exc:
+                if is_connection_failure(exc):
+                    raise
+                if fresh:
+                    raise self._in_flux(gallery, exc) from None
+                if _is_missing_partition(exc):
+                    log.info("gallery %s was made again since it was last read", gallery)
+                served, fresh = self._served(gallery, again=True)
+
+    def _served(self, gallery: str, again: bool = False) -> tuple[_Served, bool]:
+        """What searching ``gallery`` takes, and whether it was read now: kept, or read
+        (``again``: whatever is kept). 404 for no such gallery, 503 while it is imported or
+        made or dropped by another call, 422 for another pack's."""
+        from pymilvus import MilvusException
+
+        with self._kept_lock:
+            kept = self._kept.get(gallery)
+        changes = _changes[self.uri]
+        if kept is not None and not again and kept.changes == changes:
+            return kept, False
+        kind = self._checked(gallery)
+        collection = _collection(gallery)
+        partitions, level = None, self.read_level
+        try:
+            if not self.lite:
+                partitions = ["_default", self._generation(collection)]
+                if self._replicas(collection) > 1:  # a write's wait reaches one of them only
+                    level = WAIT_LEVEL
+            index = self._index_of(collection)
+        except MilvusException as exc:
+            if is_connection_failure(exc):
+                raise
+            raise self._in_flux(gallery, exc) from None
+        served = _Served(kind, partitions, level, index, changes)
+        with self._kept_lock:
+            self._kept[gallery] = served
+        return served, True
+
+    def _replicas(self, collection: str) -> int:
+        """The collection's in-memory replicas; 0 while it has none: not loaded (a server that
+        restarted loads it again: Milvus 2.3 says "collection not loaded", or "replica not
+        found" once released), or half made or dropped. A search then loads it or fails, and
+        it is read again."""
+        from pymilvus import MilvusException
+
+        try:
+            return len(self.client.describe_replica(collection))
+        except MilvusException as exc:
+            if is_connection_failure(exc):
+                raise
+            return 0
+
+    def _in_flux(self, gallery: str, exc: Any) -> ApiError:
+        """What to answer for a gallery that failed a read while another call makes or drops
+        it (a collection half made: no index, or not loaded yet; or half dropped): 404 once it
+        is gone, else 503 (retry)."""
+        self._forget(gallery)
+        if not self.client.has_collection(_collection(gallery)):
+            return ApiError.not_found(f"gallery {gallery!r} does not exist")
+        log.info("gallery %s is being made or dropped: %s", gallery, exc.message)
+        return ApiError.unavailable(f"gallery {gallery!r} is being made or dropped")
+
+    def _forget(self, gallery: str) -> None:
+        with self._kept_lock:
+            self._kept.pop(gallery, None)
+
+    def _changed(self) -> None:
+        """A collection was made or dropped through this store: every store of the process
+        reads its galleries again (in Milvus Lite nothing else would tell them)."""
+        with _changes_lock:
+            _changes[self.uri] += 1
+
+    def _generation(self, collection: str) -> str:
+        """The partition that names this collection, made on its first search: a collection
+        made again under the same name has another (and two made at once both serve)."""
+        for partition in self._call(self.client.list_partitions, collection):
+            if partition.startswith(_GENERATION_PREFIX):
+                return partition
+        partition = _GENERATION_PREFIX + uuid.uuid4().hex
+        self._call(self.client.create_partition, collection, partition)
+        return partition
+
+    def _index_of(self, collection: str) -> str:
+        """The type of the collection's vector index."""
+        return str(self._call(self.client.describe_index, collection, "vector")["index_type"])
+
+    def _search_params(self, index: str, limit: int) -> dict[str, int]:
+        """The search parameters for an index of type ``index``: the setting's for the index
+        new galleries get, the defaults for the others (galleries of earlier versions)."""
+        if index == self.index.kind:
+            params = dict(self.index.search)
+        elif index in GALLERY_INDEXES:
+            params = dict(GalleryIndex.of(index).search)
+        else:  # an index this service does not make: Milvus's defaults
+            params = {}
+        if "ef" in params:  # HNSW searches at least as many candidates as it answers
+            params["ef"] = max(params["ef"], limit)
+        return params
+
+    def _wait_visible(self, collection: str) -> None:
+        """Returns once what was written to ``collection`` before is seen by every read, through
+        any client: a ``Strong`` read waits until every shard of it has consumed all writes
+        acknowledged before the read began (see the module's docstring)."""
+        from pymilvus import MilvusException
+
+        if not self.commit_wait:
+            return
+        for attempt in range(_WAIT_ATTEMPTS):
+            try:
+                self._read(  # a collection not loaded (a server restarted) is loaded first
+                    self.client.query,
+                    collection,
+                    level=WAIT_LEVEL,
+                    filter=f'face_id == "{_NO_FACE}"',
+                    output_fields=["face_id"],
+                )
+                return
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+                return  # dropped since the write, the write with it: every read is a 404
+            except MilvusException as exc:
+                if is_connection_failure(exc):
+                    raise
+                if not self.client.has_collection(collection):
+                    return  # dropped while read
+                # Being dropped, or made again by another call and not indexed or loaded yet:
+                # read the collection as it is once its maker is done.
+                log.info("waiting for a write to %s: %s", collection, exc.message)
+                time.sleep(0.1 * 2**attempt)
+        raise ApiError.unavailable(
+            f"gallery {_gallery_name(collection)!r} was written, and is being made or dropped"
+        )
+
+    def _count_lite_enrolls(self, gallery: str, faces: int) -> None:
+        """Counts a Lite gallery now and then (every ``_LITE_RECOUNT`` faces this store
+        enrolled into it), to say once when it passes the size Lite is fit for."""
+        if gallery in self._lite_warned:
+            return
+        first = gallery not in self._lite_enrolled
+        self._lite_enrolled[gallery] += faces
+        if first or self._lite_enrolled[gallery] >= _LITE_RECOUNT:
+            self._lite_enrolled[gallery] = 0
+            self._say_if_past_lite_fit(gallery, self._count(gallery))
+
+    def _say_if_past_lite_fit(self, gallery: str, faces: int) -> None:
+        if faces > LITE_FIT_FACES and gallery not in self._lite_warned:
+            self._lite_warned.add(gallery)
+            log.warning(
+                "gallery %r holds %d faces, past the %d Milvus Lite is fit for: its searches "
+                "slow down with its size (README, Galleries at scale); move it to a Milvus "
+                "server (export, import) for an index that does not",
+                gallery,
+                faces,
+                LITE_FIT_FACES,
+            )
 
     @staticmethod
     def _call(call: Callable[..., Any], collection: str, *args: Any, **kwargs: Any) -> Any:
@@ -602,6 +913,13 @@ def _connect(
                 raise
             log.info("gallery store not ready yet (%s); retrying", exc.message)
             time.sleep(0.25)
+
+
+def _is_missing_partition(exc: Any) -> bool:
+    """A search named a partition the collection does not have (Milvus 2.3 answers code 65535,
+    "partition name ... not found"; later versions ErrPartitionNotFound, 200)."""
+    message = str(exc.message).lower()
+    return exc.code == 200 or ("partition" in message and "not found" in message)
 
 
 def _listing(client: Any) -> None:
@@ -666,7 +984,7 @@ def _check(rule: Callable[[Any], Any], field: str, value: Any) -> Any:
     try:
         return rule(value)
     except ValueError as exc:
-        raise ApiError.invalid(field, str(exc)) from None
+        raise ApiError.refused(field, exc) from None
 
 
 def _checked_id(face_id: str) -> str:

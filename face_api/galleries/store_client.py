@@ -2,11 +2,14 @@
 
 Every call files its features under the served pack's name and embedding size, so a gallery never
 mixes features of two models; the service's ``Reply`` is unwrapped here (its ``ApiError`` raised
-again), and a service that does not answer is a 503.
+again), and a service that does not answer is a 503. Each call's time goes to the request's
+``Server-Timing``: ``gallery`` (the service's own, its Milvus calls) and ``gallery-hop`` (the
+round trip to it less that).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,7 +18,8 @@ import numpy as np
 from face_api.galleries.rules import check_metadata
 from face_api.http.error_responses import BACKEND_ERRORS
 from face_api.http.info import ServedModel
-from face_api.ops.errors import ApiError, Reply
+from face_api.ops.context import current, since_ms
+from face_api.ops.errors import SERVICE_STAGE, ApiError, Reply
 
 
 class GalleryStoreClient:
@@ -29,7 +33,7 @@ class GalleryStoreClient:
         try:
             check_metadata(metadata, self.metadata_max_bytes)
         except ValueError as exc:
-            raise ApiError.invalid("metadata", str(exc)) from None
+            raise ApiError.refused("metadata", exc) from None
 
     async def enroll(
         self, gallery: str, subject: str, features: np.ndarray, metadata: dict[str, Any] | None
@@ -96,9 +100,14 @@ class GalleryStoreClient:
     async def _round_trip(self, call: Callable[..., Awaitable[Reply]], **arguments: Any) -> Any:
         """``call``'s result for this server's pack, or its ``ApiError`` raised again."""
         pack, dimension = await self.served.gallery_key()
+        start = time.perf_counter()
         try:
             reply = await call(pack=pack, dimension=dimension, **arguments)
         except BACKEND_ERRORS as exc:
             message = f"gallery store unavailable ({type(exc).__name__})"
             raise ApiError.unavailable(message) from None
+        service = reply.timings.get(SERVICE_STAGE, 0.0)
+        context = current()
+        context.add("gallery", service)
+        context.add("gallery-hop", since_ms(start) - service)
         return reply.unwrap()

@@ -55,6 +55,12 @@ class ApiError(Exception):
         return cls(422, message, field, kind)
 
     @classmethod
+    def refused(cls, field: str | int | None, exc: ValueError) -> ApiError:
+        """422 for a rule's ``ValueError``, keeping the kind a rule names for itself (a
+        ``PydanticCustomError``'s ``type``)."""
+        return cls.invalid(field, str(exc), getattr(exc, "type", "value_error"))
+
+    @classmethod
     def invalid_items(cls, items: list[dict[str, Any]]) -> ApiError:
         """422 with several FastAPI-style items (``loc``, ``msg``, ``type``)."""
         return cls(422, items[0]["msg"], kind=items[0]["type"], items=items)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +21,19 @@ from face_api.ops.limits import MAX_RESULTS
 DEFAULT_MODEL_PACK = "buffalo_sc_int8"
 # A Milvus server refuses JSON fields over 64 KiB; the default cap keeps well under it.
 GALLERY_METADATA_MAX_BYTES = 16 * 1024
+# The vector indexes a gallery on a Milvus server may have (Milvus Lite has FLAT only): for each,
+# its build and its search parameters, each name -> (default, least, most: Milvus's bounds).
+# Defaults measured at a million faces (benchmarks/README.md, "Galleries at a million faces").
+IndexParameters = dict[str, tuple[int, int, int]]
+GALLERY_INDEXES: dict[str, tuple[IndexParameters, IndexParameters]] = {
+    "FLAT": ({}, {}),
+    "HNSW": (
+        {"M": (16, 2, 2048), "efConstruction": (200, 1, 2**31 - 1)},
+        {"ef": (64, 1, 32768)},  # at least the answer's size: the store raises it to maxResults
+    ),
+    "IVF_FLAT": ({"nlist": (1024, 1, 65536)}, {"nprobe": (32, 1, 65536)}),
+}
+SERVER_GALLERY_INDEX = "HNSW"
 # Settings that were removed, and what took their place.
 REMOVED_SETTINGS = {
     name: "sharpness and brightness no longer grade a face (they predicted poorly whether it "
@@ -38,6 +52,25 @@ def available_cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class GalleryIndex:
+    """The vector index new galleries are made with, and the parameters searches pass it."""
+
+    kind: str = "FLAT"
+    build: dict[str, int] = field(default_factory=dict)
+    search: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kind: str, build: Mapping[str, int] = {}, search: Mapping[str, int] = {}):  # noqa: B006 - read only
+        """``kind`` with the given parameters, its defaults for the others."""
+        builds, searches = GALLERY_INDEXES[kind]
+        return cls(
+            kind,
+            {name: build.get(name, default) for name, (default, _, _) in builds.items()},
+            {name: search.get(name, default) for name, (default, _, _) in searches.items()},
+        )
 
 
 def default_gallery_dir(environ: Mapping[str, str]) -> Path:
@@ -83,6 +116,12 @@ class Settings(BaseSettings):
     gallery_token_file: FilePath | None = None
     # An enrolled face's metadata, serialized as JSON (UTF-8), at most this many bytes.
     gallery_metadata_max_bytes: int = Field(GALLERY_METADATA_MAX_BYTES, ge=2, le=64 * 1024)
+    # The vector index of galleries made on a Milvus server, and its build and search parameters
+    # (JSON objects; a parameter left out takes its default in GALLERY_INDEXES). Unset: HNSW on a
+    # server; Milvus Lite has FLAT only (exact). A gallery keeps the index it was made with.
+    gallery_index: Literal["HNSW", "IVF_FLAT", "FLAT"] | None = None
+    gallery_index_params: dict[str, int] = Field(default_factory=dict)
+    gallery_search_params: dict[str, int] = Field(default_factory=dict)
 
     # --- face quality (returnQuality, enrollment's qualityFilter) ----------------------------
     # Each pair: the least a face needs to be graded medium, then high (pose: the most yaw or
@@ -189,6 +228,36 @@ class Settings(BaseSettings):
         if not token:
             raise ValueError(f"FACE_GALLERY_TOKEN_FILE ({self.gallery_token_file}) is empty")
         return token
+
+    @model_validator(mode="after")
+    def _check_gallery_index(self) -> Settings:
+        """An index Milvus Lite cannot build, or a parameter the index does not take or outside
+        Milvus's bounds, refuses to start: every new gallery's first enroll would fail."""
+        if self.gallery_uri is None and self.gallery_index not in (None, "FLAT"):
+            raise ValueError(
+                f"FACE_GALLERY_INDEX={self.gallery_index} needs a Milvus server "
+                "(FACE_GALLERY_URI): Milvus Lite has FLAT only"
+            )
+        kind = self.gallery_vector_index().kind
+        builds, searches = GALLERY_INDEXES[kind]
+        for variable, given, known in (
+            ("FACE_GALLERY_INDEX_PARAMS", self.gallery_index_params, builds),
+            ("FACE_GALLERY_SEARCH_PARAMS", self.gallery_search_params, searches),
+        ):
+            for name, value in given.items():
+                if name not in known:
+                    takes = ", ".join(known) or "none"
+                    raise ValueError(f"{variable}: {kind} takes no {name!r} (it takes: {takes})")
+                _, least, most = known[name]
+                if not least <= value <= most:
+                    raise ValueError(f"{variable}: {name} must be {least} to {most}, not {value}")
+        return self
+
+    def gallery_vector_index(self) -> GalleryIndex:
+        """The index new galleries are made with: the setting's, else HNSW on a Milvus server
+        and FLAT in Milvus Lite."""
+        kind = self.gallery_index or (SERVER_GALLERY_INDEX if self.gallery_uri else "FLAT")
+        return GalleryIndex.of(kind, self.gallery_index_params, self.gallery_search_params)
 
     def gallery_store_uri(self) -> str:
         """Where the galleries are: the Milvus server's URI, else the embedded Milvus Lite's

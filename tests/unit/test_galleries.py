@@ -484,3 +484,76 @@ def test_a_gallery_keeps_one_name_per_look(store, people):
     assert [s for s, _ in store.subjects("looks", 0, 10)[0]] == ["Alice", "Jos\u00e9"]
     assert store.delete_subject("looks", "\u0410lice") == 2  # what a person reads as Alice
     assert store.delete_gallery("looks") == 1
+
+
+class _Counting:
+    """A MilvusClient that counts the calls made through it, by name."""
+
+    def __init__(self, client: object) -> None:
+        self._client = client
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def counted(*args: object, **kwargs: object) -> object:
+            self.calls.append(name)
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def test_a_search_of_a_gallery_read_before_is_one_round_trip(tmp_path, people):
+    """What a search needs of its gallery (pack, layout, index) is kept: the next searches and
+    verifies make one call each, until a collection is made or dropped through the process."""
+    store = GalleryStore(str(tmp_path / "galleries.db"), PACK, DIM)
+    store.enroll("door", "ada", people[:2])
+    store.search("door", people[:1], limit=1)  # reads the gallery once
+    store.client = counting = _Counting(store.client)
+    for _ in range(3):
+        assert store.search("door", people[:1], limit=1)[0][0].subject == "ada"
+    assert store.verify("door", "ada", people[1]).score > 0.999
+    assert counting.calls == ["search"] * 4
+    other = GalleryStore(str(tmp_path / "galleries.db"), PACK, DIM)  # another store, same file
+    other.delete_gallery("door")
+    counting.calls.clear()
+    with pytest.raises(ApiError) as missing:
+        store.search("door", people[:1], limit=1)
+    assert missing.value.status == 404 and "search" not in counting.calls  # read again first
+
+
+def test_hnsw_searches_at_least_as_many_candidates_as_it_answers(tmp_path):
+    from face_api.ops.settings import GalleryIndex
+
+    store = GalleryStore(str(tmp_path / "galleries.db"), PACK, DIM)
+    store.index = GalleryIndex.of("HNSW", search={"ef": 64})  # as on a server
+    assert store._search_params("HNSW", 5) == {"ef": 64}
+    assert store._search_params("HNSW", 1000) == {"ef": 1000}
+    # A gallery made with another index than new ones get: that index's own defaults.
+    assert store._search_params("IVF_FLAT", 5) == {"nprobe": 32}
+    assert store._search_params("FLAT", 5) == {}
+    assert store._search_params("DISKANN", 5) == {}  # made by hand: Milvus's defaults
+
+
+def test_a_lite_gallery_past_the_size_lite_is_fit_for_is_said_once(
+    tmp_path, people, monkeypatch, caplog
+):
+    import logging
+
+    import face_api.galleries.store as store_module
+
+    monkeypatch.setattr(store_module, "LITE_FIT_FACES", 4)
+    monkeypatch.setattr(store_module, "_LITE_RECOUNT", 2)
+    store = GalleryStore(str(tmp_path / "galleries.db"), PACK, DIM)
+    with caplog.at_level(logging.WARNING, logger="face_api.galleries"):
+        for row in people[:8]:
+            store.enroll("growing", "x", row[np.newaxis])
+    said = [r.getMessage() for r in caplog.records if "fit for" in r.getMessage()]
+    assert len(said) == 1 and "'growing' holds 5 faces, past the 4" in said[0], said
+    caplog.clear()
+    reopened = GalleryStore(str(tmp_path / "galleries.db"), PACK, DIM)
+    with caplog.at_level(logging.WARNING, logger="face_api.galleries"):
+        reopened.survey()  # at start
+    assert any("'growing' holds 8 faces" in r.getMessage() for r in caplog.records)

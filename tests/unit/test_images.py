@@ -14,6 +14,7 @@ from PIL import Image
 
 from face_api.ops.errors import ApiError
 from face_api.pipeline.images import decode_base64, decode_image
+from tests.helpers import PEAK_KB_SOURCE
 from tests.paths import IDENTITIES, ROOT
 
 PHOTO = IDENTITIES[0].read_bytes()
@@ -101,14 +102,15 @@ def test_opencv_itself_refuses_an_image_over_the_limit_before_decoding_it():
     script = (
         "from face_api.ops.startup import bound_image_decoding\n"
         "bound_image_decoding(10_000)\n"
-        "import resource, sys\n"
+        f"{PEAK_KB_SOURCE}"
+        "import sys\n"
         "import cv2, numpy as np\n"
         "data = np.frombuffer(sys.stdin.buffer.read(), np.uint8)\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "before = peak_kb()\n"
         "try:\n"
         "    cv2.imdecode(data, cv2.IMREAD_COLOR)\n"
         "except cv2.error as error:\n"
-        "    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "    grown = peak_kb() - before\n"
         "    print('CV_IO_MAX_IMAGE' in str(error), grown)\n"
     )
     big = radiance_hdr(8192, 5000)  # 41 MP: 490 MB as float32, had it been decoded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,46 @@ def test_every_gallery_store_is_opened_with_the_token_from_either_setting(tmp_pa
         if ".gallery_token," in path.read_text() or ".gallery_token)" in path.read_text()
     ]
     assert readers == [], readers
+
+
+def test_the_gallery_index_is_hnsw_on_a_server_and_flat_in_milvus_lite(monkeypatch):
+    for name in ("FACE_GALLERY_URI", "FACE_GALLERY_INDEX", "FACE_GALLERY_SEARCH_PARAMS"):
+        monkeypatch.delenv(name, raising=False)
+    lite = Settings().gallery_vector_index()
+    assert (lite.kind, lite.build, lite.search) == ("FLAT", {}, {})
+    monkeypatch.setenv("FACE_GALLERY_URI", "http://milvus:19530")
+    server = Settings().gallery_vector_index()
+    assert server.kind == "HNSW" and set(server.build) == {"M", "efConstruction"}
+    monkeypatch.setenv("FACE_GALLERY_SEARCH_PARAMS", '{"ef": 200}')
+    assert Settings().gallery_vector_index().search == {"ef": 200}  # M, efConstruction kept
+    monkeypatch.setenv("FACE_GALLERY_INDEX", "IVF_FLAT")
+    monkeypatch.setenv("FACE_GALLERY_SEARCH_PARAMS", '{"nprobe": 64}')
+    ivf = Settings().gallery_vector_index()
+    assert (ivf.kind, ivf.build, ivf.search) == ("IVF_FLAT", {"nlist": 1024}, {"nprobe": 64})
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"FACE_GALLERY_INDEX": "HNSW"}, "Milvus Lite has FLAT only"),
+        ({"FACE_GALLERY_INDEX": "DISKANN", "FACE_GALLERY_URI": "http://m:19530"}, "HNSW"),
+        (
+            {"FACE_GALLERY_URI": "http://m:19530", "FACE_GALLERY_SEARCH_PARAMS": '{"nprobe": 8}'},
+            "HNSW takes no 'nprobe' (it takes: ef)",
+        ),
+        (
+            {"FACE_GALLERY_URI": "http://m:19530", "FACE_GALLERY_INDEX_PARAMS": '{"M": 1}'},
+            "M must be 2 to 2048, not 1",
+        ),
+        ({"FACE_GALLERY_URI": "http://m:19530", "FACE_GALLERY_SEARCH_PARAMS": '{"ef": "x"}'}, "ef"),
+        ({"FACE_GALLERY_SEARCH_PARAMS": '{"ef": 64}'}, "FLAT takes no 'ef' (it takes: none)"),
+    ],
+)
+def test_an_index_that_cannot_be_built_refuses_to_start(monkeypatch, env, says):
+    for name in ("FACE_GALLERY_URI", "FACE_GALLERY_INDEX", "FACE_GALLERY_INDEX_PARAMS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("FACE_GALLERY_SEARCH_PARAMS", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        Settings()
