@@ -19,18 +19,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import bentoml
 import numpy as np
 from bentoml.validators import DType
 
 from face_api.galleries import folder
-from face_api.galleries.store import GalleryStore, is_connection_failure
-from face_api.ops.context import RequestContext
+from face_api.galleries.store import (
+    FaceList,
+    GalleryInfo,
+    GalleryStore,
+    Match,
+    SubjectCount,
+    SubjectList,
+    is_connection_failure,
+)
+from face_api.ops.context import CallContext, RequestContext, serving
 from face_api.ops.errors import ApiError, Reply, replying
 from face_api.ops.settings import get_settings
 from face_api.ops.startup import INTERNAL_CONNECTION, refuse_to_start, start_worker
@@ -39,6 +45,7 @@ log = logging.getLogger("face_api.galleries")
 settings = get_settings()
 GALLERY_THREADS = 16
 Features = Annotated[np.ndarray, DType("float32")]
+T = TypeVar("T")
 
 
 @bentoml.service(
@@ -90,20 +97,23 @@ class GalleryStoreService:
                     _survey(self._stores[key])
             return self._stores[key]
 
-    @staticmethod
-    @contextmanager
-    def _replying() -> Iterator[Reply]:
-        """The call's ``Reply``, with a database that does not answer as a 503."""
+    def _serve(
+        self, request: CallContext, pack: str, dimension: int, work: Callable[[GalleryStore], T]
+    ) -> Reply[T]:
+        """``work`` on the pack's store, as a ``Reply``: served under the request's id and
+        deadline, its time the caller's ``gallery`` stage, and whatever the store refuses (its
+        opening too; a database that does not answer: 503) the reply's error."""
         from pymilvus import MilvusException
 
-        with replying(RequestContext()) as reply:  # its time, for the caller's Server-Timing
+        with serving(RequestContext.from_wire(request)) as context, replying(context) as reply:
             try:
-                yield reply
+                reply.result = work(self._store(pack, dimension))
             except MilvusException as exc:
                 if not is_connection_failure(exc):
                     raise
                 log.warning("gallery database unreachable: %s", exc.message)
                 raise ApiError.unavailable("the gallery database does not answer") from None
+        return reply
 
     @bentoml.api
     def enroll(
@@ -113,12 +123,15 @@ class GalleryStoreService:
         gallery: str,
         subject: str,
         features: Features,
+        request: CallContext,
         metadata: dict[str, Any] | None = None,
-    ) -> Reply:
-        store = self._store(pack, dimension)
-        with self._replying() as reply:
-            reply.result = store.enroll(gallery, subject, features, metadata)
-        return reply
+    ) -> Reply[list[str]]:
+        return self._serve(
+            request,
+            pack,
+            dimension,
+            lambda store: store.enroll(gallery, subject, features, metadata),
+        )
 
     @bentoml.api
     def search(
@@ -128,38 +141,45 @@ class GalleryStoreService:
         gallery: str,
         features: Features,
         limit: int,
+        request: CallContext,
         threshold: float | None = None,
-    ) -> Reply:
-        store = self._store(pack, dimension)
-        with self._replying() as reply:
-            found = store.search(gallery, features, limit, threshold)
-            reply.result = [[asdict(m) for m in matches] for matches in found]
-        return reply
+    ) -> Reply[list[list[Match]]]:
+        return self._serve(
+            request,
+            pack,
+            dimension,
+            lambda store: store.search(gallery, features, limit, threshold),
+        )
 
     @bentoml.api
     def verify(
-        self, pack: str, dimension: int, gallery: str, subject: str, features: Features
-    ) -> Reply:
-        store = self._store(pack, dimension)
-        with self._replying() as reply:
-            reply.result = asdict(store.verify(gallery, subject, features[0]))
-        return reply
+        self,
+        pack: str,
+        dimension: int,
+        gallery: str,
+        subject: str,
+        features: Features,
+        request: CallContext,
+    ) -> Reply[Match]:
+        return self._serve(
+            request, pack, dimension, lambda store: store.verify(gallery, subject, features[0])
+        )
 
     @bentoml.api
-    def galleries(self, pack: str, dimension: int) -> Reply:
-        store = self._store(pack, dimension)
-        with self._replying() as reply:
-            reply.result = [asdict(g) for g in store.galleries()]
-        return reply
+    def galleries(
+        self, pack: str, dimension: int, request: CallContext
+    ) -> Reply[list[GalleryInfo]]:
+        return self._serve(request, pack, dimension, lambda store: store.galleries())
 
     @bentoml.api
-    def subjects(self, pack: str, dimension: int, gallery: str, offset: int, limit: int) -> Reply:
-        store = self._store(pack, dimension)
-        with self._replying() as reply:
+    def subjects(
+        self, pack: str, dimension: int, gallery: str, offset: int, limit: int, request: CallContext
+    ) -> Reply[SubjectList]:
+        def page(store: GalleryStore) -> SubjectList:
             subjects, total = store.subjects(gallery, offset, limit)
-            entries = [{"subject": s, "faces": n} for s, n in subjects]
-            reply.result = {"subjects": entries, "total": total}
-        return reply
+            return SubjectList([SubjectCount(s, faces) for s, faces in subjects], total)
+
+        return self._serve(request, pack, dimension, page)
 
     @bentoml.api
     def faces(
@@ -169,35 +189,37 @@ class GalleryStoreService:
         gallery: str,
         offset: int,
         limit: int,
+        request: CallContext,
         subject: str | None = None,
-    ) -> Reply:
-        store = self._store(pack, dimension)
-        with self._replying() as reply:
-            faces, total = store.faces(gallery, offset, limit, subject)
-            reply.result = {"faces": [asdict(f) for f in faces], "total": total}
-        return reply
+    ) -> Reply[FaceList]:
+        return self._serve(
+            request,
+            pack,
+            dimension,
+            lambda store: FaceList(*store.faces(gallery, offset, limit, subject)),
+        )
 
     @bentoml.api
-    def delete_face(self, pack: str, dimension: int, gallery: str, face_id: str) -> Reply:
-        store = self._store(pack, dimension)
-        with self._replying() as reply:
-            store.delete_face(gallery, face_id)
-            reply.result = 1
-        return reply
+    def delete_face(
+        self, pack: str, dimension: int, gallery: str, face_id: str, request: CallContext
+    ) -> Reply[int]:
+        return self._serve(
+            request, pack, dimension, lambda store: store.delete_face(gallery, face_id)
+        )
 
     @bentoml.api
-    def delete_subject(self, pack: str, dimension: int, gallery: str, subject: str) -> Reply:
-        store = self._store(pack, dimension)
-        with self._replying() as reply:
-            reply.result = store.delete_subject(gallery, subject)
-        return reply
+    def delete_subject(
+        self, pack: str, dimension: int, gallery: str, subject: str, request: CallContext
+    ) -> Reply[int]:
+        return self._serve(
+            request, pack, dimension, lambda store: store.delete_subject(gallery, subject)
+        )
 
     @bentoml.api
-    def delete_gallery(self, pack: str, dimension: int, gallery: str) -> Reply:
-        store = self._store(pack, dimension)
-        with self._replying() as reply:
-            reply.result = store.delete_gallery(gallery)
-        return reply
+    def delete_gallery(
+        self, pack: str, dimension: int, gallery: str, request: CallContext
+    ) -> Reply[int]:
+        return self._serve(request, pack, dimension, lambda store: store.delete_gallery(gallery))
 
 
 def _survey(store: GalleryStore | None = None) -> None:

@@ -225,9 +225,14 @@ async def _search(svc: GalleryHost, gallery: str, body: SearchReqBody, image: An
     results = [
         SearchResult(
             face_detect=d,
-            matches=[MatchResult(**m) for m in matches],
+            matches=[
+                MatchResult(
+                    face_id=m.face_id, subject=m.subject, metadata=m.metadata, score=m.score
+                )
+                for m in matches
+            ],
             threshold=threshold,
-            match=bool(matches) and matches[0]["score"] >= threshold,
+            match=bool(matches) and matches[0].score >= threshold,
         )
         for d, matches in zip(detects, found, strict=True)
     ]
@@ -240,11 +245,11 @@ async def _verify(svc: GalleryHost, gallery: str, body: VerifyReqBody, image: An
     best = await svc.galleries.verify(gallery, body.subject, features[:1])
     threshold = await svc.served.match_threshold()
     return VerifyResponse(
-        subject=best["subject"],
-        face_id=best["face_id"],
-        score=best["score"],
+        subject=best.subject,
+        face_id=best.face_id,
+        score=best.score,
         threshold=threshold,
-        match=best["score"] >= threshold,
+        match=best.score >= threshold,
         face_detect=detects[0],
     )
 
@@ -362,9 +367,7 @@ Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
 async def list_galleries(svc: Host) -> Any:
     """Every gallery: its model pack, embedding size and number of faces."""
     entries = [
-        GalleryEntry(
-            name=g["name"], model_name=g["pack"], embedding_size=g["dimension"], faces=g["faces"]
-        )
+        GalleryEntry(name=g.name, model_name=g.pack, embedding_size=g.dimension, faces=g.faces)
         for g in await svc.galleries.galleries()
     ]
     return GalleryList(galleries=entries)
@@ -377,8 +380,8 @@ async def list_subjects(
 ) -> Any:
     """A page of the gallery's subjects, in name order, with their numbers of faces."""
     page = await svc.galleries.subjects(gallery, offset, limit)
-    subjects = [SubjectEntry(**s) for s in page["subjects"]]
-    return SubjectPage(subjects=subjects, total=page["total"], offset=offset, limit=limit)
+    subjects = [SubjectEntry(subject=s.subject, faces=s.faces) for s in page.subjects]
+    return SubjectPage(subjects=subjects, total=page.total, offset=offset, limit=limit)
 
 
 @router.get("/galleries/{gallery}/faces", response_model=FacePage)
@@ -395,8 +398,10 @@ async def list_faces(
 ) -> Any:
     """A page of the gallery's faces (optionally one subject's), by subject then face id."""
     page = await svc.galleries.faces(gallery, offset, limit, subject)
-    faces = [FaceEntry(**f) for f in page["faces"]]
-    return FacePage(faces=faces, total=page["total"], offset=offset, limit=limit)
+    faces = [
+        FaceEntry(face_id=f.face_id, subject=f.subject, metadata=f.metadata) for f in page.faces
+    ]
+    return FacePage(faces=faces, total=page.total, offset=offset, limit=limit)
 
 
 @router.delete("/galleries/{gallery}/faces/{face_id}", response_model=Deleted)

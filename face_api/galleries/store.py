@@ -132,6 +132,25 @@ class GalleryInfo:
 
 
 @dataclass(frozen=True)
+class SubjectCount:
+    subject: str
+    faces: int
+
+
+# A page of a listing and the listing's whole length, as the gallery service answers them.
+@dataclass(frozen=True)
+class SubjectList:
+    subjects: list[SubjectCount]
+    total: int
+
+
+@dataclass(frozen=True)
+class FaceList:
+    faces: list[Face]
+    total: int
+
+
+@dataclass(frozen=True)
 class _Kind:
     """What a gallery's collection says of itself."""
 
@@ -352,7 +371,8 @@ class GalleryStore:
         page = [Face(r["face_id"], r["subject"], metadata.get(r["face_id"])) for r in shown]
         return page, len(rows)
 
-    def delete_face(self, gallery: str, face_id: str) -> None:
+    def delete_face(self, gallery: str, face_id: str) -> int:
+        """Deletes the face; returns how many faces that was (1; 404 for none)."""
         _check(rules.check_face_id, "face_id", face_id)  # pymilvus quotes ids unescaped
         self._kind(gallery)
         found = self._read(
@@ -366,6 +386,7 @@ class GalleryStore:
             raise ApiError.not_found(f"face {face_id!r} is not in gallery {gallery!r}")
         self._call(self.client.delete, _collection(gallery), ids=[face_id])
         self._wait_visible(_collection(gallery))
+        return 1
 
     def delete_subject(self, gallery: str, subject: str) -> int:
         """Deletes every face of every subject that looks like ``subject`` (what a person would

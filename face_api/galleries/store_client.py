@@ -1,28 +1,35 @@
 """The gallery service's methods as the API workers call them, with this server's pack.
 
 Every call files its features under the served pack's name and embedding size, so a gallery never
-mixes features of two models; the service's ``Reply`` is unwrapped here (its ``ApiError`` raised
-again), and a service that does not answer is a 503. Each call's time goes to the request's
-``Server-Timing``: ``gallery`` (the service's own, its Milvus calls) and ``gallery-hop`` (the
-round trip to it less that).
+mixes features of two models. A call is one ``round_trip`` (``face_api/http/round_trip.py``), as
+the runner's are: it carries the request's context, its ``Reply`` is unwrapped (the store's
+``ApiError`` raised again, a service that does not answer a 503), and its time goes to the
+request's ``Server-Timing``: ``gallery`` (the service's own, its Milvus calls) and ``gallery-hop``
+(the round trip less that). The answers are the store's own types (``store.py``), as BentoML's
+client validates them.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from face_api.galleries.rules import check_metadata
-from face_api.http.error_responses import BACKEND_ERRORS
+from face_api.galleries.store import FaceList, GalleryInfo, Match, SubjectList
 from face_api.http.info import ServedModel
-from face_api.ops.context import current, since_ms
-from face_api.ops.errors import SERVICE_STAGE, ApiError, Reply
+from face_api.http.round_trip import round_trip
+from face_api.ops.errors import ApiError, Reply
+
+T = TypeVar("T")
 
 
 class GalleryStoreClient:
+    # A read sent again when a pooled connection closed as it was written; writes never are (an
+    # enroll sent twice would enroll twice).
+    READ_RETRIES = 1
+
     def __init__(self, store: Any, served: ServedModel, metadata_max_bytes: int) -> None:
         self.store = store  # the ``bentoml.depends`` handle of ``GalleryStoreService``
         self.served = served
@@ -39,7 +46,7 @@ class GalleryStoreClient:
         self, gallery: str, subject: str, features: np.ndarray, metadata: dict[str, Any] | None
     ) -> list[str]:
         """The new faces' ids, one per row of ``features``."""
-        return await self._round_trip(
+        return await self._write(
             self.store.to_async.enroll,
             gallery=gallery,
             subject=subject,
@@ -49,10 +56,9 @@ class GalleryStoreClient:
 
     async def search(
         self, gallery: str, features: np.ndarray, limit: int, threshold: float | None
-    ) -> list[list[dict[str, Any]]]:
-        """Per row of ``features``, its best matches (``face_id``, ``subject``, ``metadata``,
-        ``score``), best first."""
-        return await self._round_trip(
+    ) -> list[list[Match]]:
+        """Per row of ``features``, its best matches, best first."""
+        return await self._read(
             self.store.to_async.search,
             gallery=gallery,
             features=features.astype(np.float32),
@@ -60,54 +66,57 @@ class GalleryStoreClient:
             threshold=threshold,
         )
 
-    async def verify(self, gallery: str, subject: str, feature: np.ndarray) -> dict[str, Any]:
-        """The subject's face closest to ``feature`` (1, D): ``subject``, ``face_id``, ``score``."""
-        return await self._round_trip(
+    async def verify(self, gallery: str, subject: str, feature: np.ndarray) -> Match:
+        """The subject's face closest to ``feature`` (1, D)."""
+        return await self._read(
             self.store.to_async.verify,
             gallery=gallery,
             subject=subject,
             features=feature.astype(np.float32),
         )
 
-    async def galleries(self) -> list[dict[str, Any]]:
-        return await self._round_trip(self.store.to_async.galleries)
+    async def galleries(self) -> list[GalleryInfo]:
+        return await self._read(self.store.to_async.galleries)
 
-    async def subjects(self, gallery: str, offset: int, limit: int) -> dict[str, Any]:
-        return await self._round_trip(
+    async def subjects(self, gallery: str, offset: int, limit: int) -> SubjectList:
+        return await self._read(
             self.store.to_async.subjects, gallery=gallery, offset=offset, limit=limit
         )
 
-    async def faces(
-        self, gallery: str, offset: int, limit: int, subject: str | None
-    ) -> dict[str, Any]:
-        return await self._round_trip(
+    async def faces(self, gallery: str, offset: int, limit: int, subject: str | None) -> FaceList:
+        return await self._read(
             self.store.to_async.faces, gallery=gallery, offset=offset, limit=limit, subject=subject
         )
 
     async def delete_face(self, gallery: str, face_id: str) -> int:
-        return await self._round_trip(
-            self.store.to_async.delete_face, gallery=gallery, face_id=face_id
-        )
+        return await self._write(self.store.to_async.delete_face, gallery=gallery, face_id=face_id)
 
     async def delete_subject(self, gallery: str, subject: str) -> int:
-        return await self._round_trip(
+        return await self._write(
             self.store.to_async.delete_subject, gallery=gallery, subject=subject
         )
 
     async def delete_gallery(self, gallery: str) -> int:
-        return await self._round_trip(self.store.to_async.delete_gallery, gallery=gallery)
+        return await self._write(self.store.to_async.delete_gallery, gallery=gallery)
 
-    async def _round_trip(self, call: Callable[..., Awaitable[Reply]], **arguments: Any) -> Any:
+    async def _read(self, call: Callable[..., Awaitable[Reply[T]]], **arguments: Any) -> T:
+        return await self._round_trip(call, self.READ_RETRIES, **arguments)
+
+    async def _write(self, call: Callable[..., Awaitable[Reply[T]]], **arguments: Any) -> T:
+        return await self._round_trip(call, 0, **arguments)
+
+    async def _round_trip(
+        self, call: Callable[..., Awaitable[Reply[T]]], retries: int, **arguments: Any
+    ) -> T:
         """``call``'s result for this server's pack, or its ``ApiError`` raised again."""
         pack, dimension = await self.served.gallery_key()
-        start = time.perf_counter()
-        try:
-            reply = await call(pack=pack, dimension=dimension, **arguments)
-        except BACKEND_ERRORS as exc:
-            message = f"gallery store unavailable ({type(exc).__name__})"
-            raise ApiError.unavailable(message) from None
-        service = reply.timings.get(SERVICE_STAGE, 0.0)
-        context = current()
-        context.add("gallery", service)
-        context.add("gallery-hop", since_ms(start) - service)
-        return reply.unwrap()
+        return await round_trip(
+            call,
+            retries=retries,
+            unavailable="gallery store",
+            hop="gallery-hop",
+            service="gallery",
+            pack=pack,
+            dimension=dimension,
+            **arguments,
+        )

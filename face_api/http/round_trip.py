@@ -9,7 +9,8 @@ service's ``ApiError`` and is raised again, and the service's stages join the re
 A pooled keep-alive connection can be closed by the service's server just as a call is written
 to it (its idle timeout); an idempotent call may be sent again (``retries``). A service that does
 not answer raises BentoML's or aiohttp's error, for the endpoint's ``@handled`` to answer 503;
-with ``unavailable`` named, it is that 503 at once ("gallery store unavailable (...)").
+with ``unavailable`` named, it is that 503 at once ("gallery store unavailable (...)"). The
+runner's and the gallery store's calls both go through here.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ async def round_trip(
     *,
     retries: int = 0,
     unavailable: str | None = None,
+    hop: str = "hop",
+    service: str | None = None,
     **arguments: Any,
 ) -> T:
-    """``call(request=<the context>, **arguments)``'s result, or its ``ApiError`` raised."""
+    """``call(request=<the context>, **arguments)``'s result, or its ``ApiError`` raised. The
+    round trip less the service's own time is the request's stage ``hop``; the service's own time
+    is the stage ``service`` if named (else only the stages it reports are joined)."""
     context = current()
     start = time.perf_counter()
     try:
@@ -53,7 +58,10 @@ async def round_trip(
             raise
         raise ApiError.unavailable(f"{unavailable} unavailable ({type(exc).__name__})") from None
     stages = dict(reply.timings)
-    context.add("hop", since_ms(start) - stages.pop(SERVICE_STAGE, 0.0))
+    own = stages.pop(SERVICE_STAGE, 0.0)
+    context.add(hop, since_ms(start) - own)
+    if service is not None:
+        context.add(service, own)
     for stage, milliseconds in stages.items():
         context.add(stage, milliseconds)
     return reply.unwrap()
