@@ -5,8 +5,8 @@ POSTs are native BentoML APIs (so ``bentoml.SyncHTTPClient`` can call them); the
 FastAPI app mounted at /v1. What an endpoint does is ``face_api/http/face_endpoints.py``;
 ``@handled`` gives it the request deadline and the contract's errors, and the edge's layers
 (``face_api/http/edge.py``) come before it. The models run in ``InsightFaceRunner``, the
-galleries' store in ``GalleryStoreService`` (``runners/``). README, "How it works", draws the
-whole path.
+galleries' store in ``GalleryStoreService`` (``runners/``). docs/architecture.md, "How it works",
+draws the whole path.
 """
 
 # ruff: noqa: E402 - the settings come first: OpenCV's decode bound must be set before it loads.

@@ -1,5 +1,5 @@
 """The API's Milvus user, with a role that holds only what the service does, and a new password
-for Milvus's `root` (README.md, "Kubernetes", step 3).
+for Milvus's `root` (kubernetes/face-api/README.md, "Deploying", step 3).
 
     kubectl -n faces port-forward service/face-galleries-milvus 19530:19530 &
     MILVUS_URI=http://127.0.0.1:19530 .venv/bin/python kubernetes/milvus-user.py

@@ -8,7 +8,7 @@ from the host.
     .venv/bin/python -m benchmarks.probes.replica_memory --clients 16 --large-mp 36
     .venv/bin/python -m benchmarks.probes.replica_memory --gpu      # face-api:latest on one GPU
 
-The image first (README.md, "Containers"): ./scripts/build-bento.sh cpu and `bentoml containerize`.
+The image first (docs/containers.md): ./scripts/build-bento.sh cpu and `bentoml containerize`.
 PSS (proportional set size) divides pages shared between processes among them, so the processes'
 sum is what they hold together; reading another user's /proc/PID/smaps_rollup needs root.
 """

@@ -5,7 +5,7 @@
 Starts a real server from ROOT (default: this checkout; another checkout gives its numbers, for a
 before and after), with a profiler in each of its processes (``request_path_site``), warms it up,
 then records one request: every project function called in the API worker and the runner, across
-their threads. README, "How it works", reports the counts.
+their threads. docs/architecture.md, "How it works", reports the counts.
 """
 
 from __future__ import annotations

@@ -230,7 +230,8 @@ class GalleryStore:
                 log.warning(
                     "gallery %r (%d faces) keeps its %s index, made by an earlier version or "
                     "under another FACE_GALLERY_INDEX; new galleries get %s. To rebuild it, "
-                    "export it and import it with --replace (README, Galleries at scale)",
+                    "export it and import it with --replace (docs/galleries.md, Galleries at "
+                    "scale)",
                     name,
                     faces,
                     index,
@@ -880,8 +881,8 @@ class GalleryStore:
             self._lite_warned.add(gallery)
             log.warning(
                 "gallery %r holds %d faces, past the %d Milvus Lite is fit for: its searches "
-                "slow down with its size (README, Galleries at scale); move it to a Milvus "
-                "server (export, import) for an index that does not",
+                "slow down with its size (docs/galleries.md, Galleries at scale); move it to a "
+                "Milvus server (export, import) for an index that does not",
                 gallery,
                 faces,
                 LITE_FIT_FACES,

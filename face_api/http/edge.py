@@ -1,6 +1,6 @@
 """The edge: the ASGI layers every request passes, outermost first, as one list.
 
-``service.py`` adds them in this order and the README ("How it works") describes it:
+``service.py`` adds them in this order and docs/architecture.md ("How it works") describes it:
 
 1. ``RequestContextMiddleware``: the request's context (id, deadline, timings); every answer
    gets its ``x-request-id`` (the access log names it), every POST's its ``Server-Timing``;

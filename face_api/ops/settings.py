@@ -37,7 +37,8 @@ SERVER_GALLERY_INDEX = "HNSW"
 # Settings that were removed, and what took their place.
 REMOVED_SETTINGS = {
     name: "sharpness and brightness no longer grade a face (they predicted poorly whether it "
-    "would be recognised); the grade's bar is FACE_QUALITY_RECOGNIZABILITY (README, Face quality)"
+    "would be recognised); the grade's bar is FACE_QUALITY_RECOGNIZABILITY (docs/api.md, Face "
+    "quality)"
     for name in ("FACE_QUALITY_SHARPNESS", "FACE_QUALITY_BRIGHTNESS")
 }
 

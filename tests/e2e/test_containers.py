@@ -1,4 +1,5 @@
-"""Both container images, built with the README's commands and run in a real Docker daemon.
+"""Both container images, built with the commands of docs/containers.md and run in a real Docker
+daemon.
 
 The daemon comes from ``scripts/start-docker.sh`` when none answers (started without a bridge
 network, so every container shares the host's network and all traffic stays on 127.0.0.1), and the
@@ -31,20 +32,20 @@ from tests.kubernetes import CPU_VALUES, docker_run_args, render, the
 from tests.paths import CROWD, DEFAULT_PACK, IDENTITIES, ROOT, identity_of
 from tests.server import API_KEY, free_port
 
-README = (ROOT / "README.md").read_text()
+CONTAINERS_DOCS = (ROOT / "docs" / "containers.md").read_text()
 BASE_IMAGE = "python:3.11-slim-bookworm"
 HEALTHY_WITHIN_S = 240
 STOP_GRACE_S = 10  # Docker's default
 
 
-def readme_commands(image: str) -> list[str]:
-    """The README's build, containerize and run lines for one image (``face-api-cpu:latest``)."""
-    section = README.split("## Containers", 1)[1].split("\n## ", 1)[0]
-    for block in re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL):
+def documented_commands(image: str) -> list[str]:
+    """docs/containers.md's build, containerize and run lines for one image
+    (``face-api-cpu:latest``)."""
+    for block in re.findall(r"```bash\n(.*?)```", CONTAINERS_DOCS, flags=re.DOTALL):
         lines = block.strip().splitlines()
         if any(f"containerize {image} " in line for line in lines):
             return lines
-    raise AssertionError(f"README's Containers section has no commands for {image}")
+    raise AssertionError(f"docs/containers.md has no commands for {image}")
 
 
 def docker_client() -> str:
@@ -103,13 +104,13 @@ def base_image(daemon) -> str:
 @dataclass
 class Image:
     tag: str
-    run_line: str  # the README's `docker run` line for it
+    run_line: str  # docs/containers.md's `docker run` line for it
 
 
 def build(image: str, home: Path) -> Image:
-    """The README's lines, as written; only the build gets the host's network (this daemon has
-    no bridge)."""
-    build_line, containerize_line, run_line = readme_commands(image)
+    """docs/containers.md's lines, as written; only the build gets the host's network (this daemon
+    has no bridge)."""
+    build_line, containerize_line, run_line = documented_commands(image)
     env = {
         **os.environ,
         "BENTOML_HOME": str(home),
@@ -150,8 +151,8 @@ class Container:
 
 
 def run_args(image: Image, name: str, port: int, volume: str, env: dict[str, str]) -> list[str]:
-    """The README's `docker run` line for this daemon: detached and named, on the host's network
-    at its own port, with the test's volume and no GPU."""
+    """docs/containers.md's `docker run` line for this daemon: detached and named, on the host's
+    network at its own port, with the test's volume and no GPU."""
     args = shlex.split(image.run_line)[2:]  # after `docker run`
     out = ["-d", "--name", name, "--network", "host", "-e", f"BENTOML_PORT={port}"]
     i = 0
@@ -336,8 +337,8 @@ def test_a_new_container_on_the_same_volume_finds_the_enrolled_face(cpu_image):
             entries = [line.split(" ", 1) for line in modes.splitlines()]
             assert ["700", "/data"] in entries and ["600", "/data/galleries.db"] in entries
             assert all(mode[1:] == "00" for mode, _ in entries), modes
-        # The README's export, in the image, on the volume the stopped container left.
-        [line] = [x for x in README_LINES if "face_api.galleries export --all /data/" in x]
+        # docs/galleries.md's export, in the image, on the volume the stopped container left.
+        [line] = [x for x in GALLERIES_DOCS_LINES if "face_api.galleries export --all /data/" in x]
         args = shlex.split(line.removeprefix("$ "))[2:]  # after `docker run`
         args[args.index("face-galleries:/data")] = f"{volume}:/data"
         assert args[args.index("-w") + 2] == cpu_image.tag, line
@@ -353,7 +354,7 @@ def test_a_new_container_on_the_same_volume_finds_the_enrolled_face(cpu_image):
         docker("volume", "rm", volume, check=False)
 
 
-README_LINES = (ROOT / "README.md").read_text().splitlines()
+GALLERIES_DOCS_LINES = (ROOT / "docs" / "galleries.md").read_text().splitlines()
 MISSING_LIBRARY = re.compile(r"([\w.+-]+\.so(?:\.\d+)*): cannot open shared object file")
 
 

@@ -960,7 +960,7 @@ def test_a_replica_killed_under_enroll_load_loses_nothing_it_acknowledged(
 
 # -- moving galleries between stores ---------------------------------------------------------
 def galleries_command(*args: str, env: dict[str, str]) -> str:
-    """``python -m face_api.galleries`` as the README runs it, on the store ``env`` names."""
+    """``python -m face_api.galleries`` as docs/galleries.md runs it, on the store ``env`` names."""
     import os
     import subprocess
     import sys

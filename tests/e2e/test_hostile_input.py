@@ -1,6 +1,6 @@
 """What a small hostile request can cost the service, through a real server: each case is one
 class of attack, refused before the work it would have cost, and the service goes on serving
-everyone else (README, "Limits and security")."""
+everyone else (docs/operations.md, "Limits and security")."""
 
 from __future__ import annotations
 
@@ -177,8 +177,8 @@ def json_body(size: int) -> bytes:
 def test_concurrent_large_bodies_are_bounded_by_bytes_in_flight(server):
     """16 bodies of 18 MiB at once had taken an API worker from 209 MB to 1,994 MB. Past four
     bodies at the limit in flight (FACE_MAX_BODY_BYTES_IN_FLIGHT) they are 429, before they are
-    read; the worker's peak stays within the replica's stated memory (README: 4 x 20 MiB, about
-    6 x its size each at its peak, under 600 MB over the worker's resting size)."""
+    read; the worker's peak stays within the replica's stated memory (docs/operations.md: 4 x 20
+    MiB, about 6 x its size each at its peak, under 600 MB over the worker's resting size)."""
     body = json_body(18 * 1024 * 1024)
     headers = {"x-api-key": API_KEY, "content-type": "application/json"}
     with api_client(server.url) as client:  # warm-up: the worker's pools and caches

@@ -1,6 +1,6 @@
-"""The Milvus user README.md's Kubernetes step 3 makes (kubernetes/milvus-user.py), against a real
-Milvus server with authorization on: its role suffices for every gallery call the service makes,
-and holds nothing more; root's default password stops working.
+"""The Milvus user the chart's README, "Deploying", step 3 makes (kubernetes/milvus-user.py),
+against a real Milvus server with authorization on: its role suffices for every gallery call the
+service makes, and holds nothing more; root's default password stops working.
 
 The server is Milvus 2.3.5 standalone (the `milvus` package, tests/milvus_server.py); Milvus's Helm
 chart installs a newer cluster, whose privilege names for these calls are the same.

@@ -1,4 +1,5 @@
-"""The README's commands and examples, run as written against a real server."""
+"""The README's commands and first call, and the API's examples (docs/api.md, "Examples"), run as
+written against a real server."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tests.paths import ROOT
 from tests.server import API_KEY
 
 README = (ROOT / "README.md").read_text()
+API_DOCS = (ROOT / "docs" / "api.md").read_text()
 README_URL = "http://127.0.0.1:3000"
 
 
@@ -19,8 +21,19 @@ def blocks(language: str, text: str = README) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
 
 
+def section(text: str, heading: str) -> str:
+    """A section's text, from its heading (at any level) to the next heading of level 2."""
+    return re.split(rf"^#+ {re.escape(heading)}\n", text, maxsplit=1, flags=re.M)[1].split(
+        "\n## ", 1
+    )[0]
+
+
+def first_call_section() -> str:
+    return section(README, "A first call")
+
+
 def examples_section() -> str:
-    return README.split("## Examples", 1)[1].split("\n## ", 1)[0]
+    return section(API_DOCS, "Examples")
 
 
 def json_objects(text: str) -> list[dict]:
@@ -38,6 +51,19 @@ def test_first_two_shell_blocks_are_serve_and_test():
     assert second.strip() == "./scripts/test.sh"
     ci = (ROOT / ".ci" / "run").read_text()
     assert "./scripts/test.sh" in ci
+
+
+def test_the_first_call_runs_and_answers(server):
+    [block] = blocks("bash", first_call_section())
+    assert block.count("curl ") == 1  # one call
+    script = "set -euo pipefail\n" + block.replace(README_URL, server.url)
+    env = {**os.environ, "FACE_API_KEYS": f"{API_KEY},other"}
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    [answer] = json_objects(result.stdout)
+    assert len(answer["faces"]) == 1, answer
 
 
 def test_curl_examples_run_and_answer(server):
@@ -67,7 +93,8 @@ def test_curl_examples_run_and_answer(server):
 
 
 def test_python_examples_run(server):
-    bentoml_client, gallery_client = blocks("python", examples_section())
+    [bentoml_client] = blocks("python", first_call_section())
+    [gallery_client] = blocks("python", examples_section())
     outputs = []
     for code in (bentoml_client, gallery_client):
         code = code.replace(README_URL, server.url)

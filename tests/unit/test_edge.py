@@ -1,6 +1,6 @@
 """The edge's layers are one list (face_api/http/edge.py): ``service.py`` adds ``edge_layers`` in
-order, and the README and the module describe that same order. Settings are read once per
-process, by the service modules, and handed to what they build."""
+order, and the docs (docs/architecture.md, "How it works") and the module describe that same
+order. Settings are read once per process, by the service modules, and handed to what they build."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ def names_in(text: str) -> list[str]:
     return order
 
 
-def test_the_readme_describes_the_layers_in_the_order_service_applies_them():
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## How it works", 1)[1].split("\n## ", 1)[0]
+def test_the_docs_describe_the_layers_in_the_order_service_applies_them():
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    section = page.split("\n# How it works\n", 1)[1].split("\n## ", 1)[0]
     assert names_in(section) == listed_order()
 
 

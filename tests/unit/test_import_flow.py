@@ -1,6 +1,6 @@
 """Imports flow one way: the HTTP edge, then the pipeline, then inference, with galleries beside the
-edge and ``ops`` under everything (README, "How it works"). A lower layer importing a higher one
-fails here, with the file, line and import named."""
+edge and ``ops`` under everything (docs/architecture.md, "How it works"). A lower layer importing
+a higher one fails here, with the file, line and import named."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The Helm chart (kubernetes/face-api), rendered by Helm 4's engine and by Helm 3's `helm
-template` in every variant the README deploys (and two that use the rest of its values): the two
+template` in every variant its README deploys (and two that use the rest of its values): the two
 engines' objects equal, each valid against the Kubernetes API's schemas, checkov's policies met or
-each exception explained, and what the service needs of its pods (README.md, "Kubernetes") held to
-the service's own code and to what was measured.
+each exception explained, and what the service needs of its pods (kubernetes/face-api/README.md)
+held to the service's own code and to what was measured.
 
 No cluster here: what a cluster adds (scheduling on GPU nodes, the probes' timing under a kubelet,
 the NetworkPolicy's enforcement, Milvus's chart) is not tested; tests/e2e/test_containers.py runs
@@ -46,7 +46,9 @@ from tests.kubernetes import (
 )
 from tests.paths import ROOT
 
-README = (ROOT / "README.md").read_text()
+# The chart's README, the operator's guide; its "Deploying" section, the documented install.
+CHART_README = (CHART / "README.md").read_text()
+DEPLOYING = CHART_README.split("\n## Deploying\n", 1)[1].split("\n## ", 1)[0]
 
 # The API versions the chart uses are served by every Kubernetes since 1.25 (the oldest schemas
 # kubernetes-validate bundles) up to the newest it knows; strict: an unknown field is an error.
@@ -106,7 +108,7 @@ VARIANTS: dict[str, list[Any]] = {
         {"networkPolicy": {"enabled": False}, "tests": {"enabled": False}},
     ],
 }
-# The variants README.md, "Kubernetes", documents.
+# The variants kubernetes/face-api/README.md, "Deploying", documents.
 DOCUMENTED = [
     v
     for v in VARIANTS
@@ -258,7 +260,7 @@ def test_the_pod_runs_as_the_images_user_read_only_without_privileges(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_everything_the_service_writes_is_on_a_writable_volume(variant):
-    """What the CPU image needed under `docker run --read-only` (README.md, "Kubernetes"): /tmp,
+    """What the CPU image needed under `docker run --read-only` (the chart's README): /tmp,
     BentoML's home, and with Milvus Lite its folder and $HOME/.cache/milvus."""
     objects = rendered(variant)
     writable = {path for path, m in mounts(objects).items() if not m.get("readOnly")}
@@ -506,10 +508,10 @@ def test_the_chart_lints_clean_in_helm_4_and_helm_3():
     assert "[WARNING]" not in linted.stdout and "[ERROR]" not in linted.stdout
 
 
-def test_milvus_values_are_the_readmes():
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"```yaml\n(# milvus-values.yaml.*?)```", readme, flags=re.DOTALL)
-    assert block, "README's milvus-values.yaml block"
+def test_milvus_values_are_the_docs():
+    page = (ROOT / "docs" / "galleries.md").read_text()
+    block = re.search(r"```yaml\n(# milvus-values.yaml.*?)```", page, flags=re.DOTALL)
+    assert block, "docs/galleries.md's milvus-values.yaml block"
     assert yaml.safe_load(block[1]) == yaml.safe_load(MILVUS_VALUES.read_text())
 
 
@@ -554,8 +556,7 @@ def test_a_tag_yaml_reads_as_a_number_or_a_bad_digest_is_refused(text):
 
 
 def test_the_readme_pushes_versioned_images():
-    section = README.split("## Kubernetes", 1)[1].split("\n## ", 1)[0]
-    step = section.split("1. **Images**", 1)[1].split("2. **GPU nodes**", 1)[0]
+    step = DEPLOYING.split("1. **Images**", 1)[1].split("2. **GPU nodes**", 1)[0]
     assert "appVersion" in step and "kubernetes/face-api/Chart.yaml" in step
     for image in ("face-api", "face-api-cpu"):
         assert f"-t registry.example.com/{image}:$VERSION" in step, image
@@ -581,18 +582,16 @@ BUILT_IN_KINDS = {
 @pytest.mark.parametrize("variant", DOCUMENTED)
 def test_the_documented_installs_need_no_custom_resource(variant):
     """A ServiceMonitor or an HTTPRoute fails `helm install` where their CRDs are missing: off
-    unless asked, and the README names what they need."""
+    unless asked, and the chart's README names what they need."""
     assert kinds(rendered(variant)) <= BUILT_IN_KINDS
-    section = README.split("## Kubernetes", 1)[1].split("\n## ", 1)[0]
-    assert "Prometheus Operator" in section and "CRDs" in section
-    assert "metrics-server" in section and "Gateway API" in section
+    assert "Prometheus Operator" in DEPLOYING and "CRDs" in DEPLOYING
+    assert "metrics-server" in DEPLOYING and "Gateway API" in DEPLOYING
 
 
 def test_the_readmes_milvus_step_makes_a_least_privilege_user_and_retires_roots_password():
-    section = README.split("## Kubernetes", 1)[1].split("\n## ", 1)[0]
-    step = section.split("3. **Milvus**", 1)[1].split("4. **Secrets**", 1)[0]
+    step = DEPLOYING.split("3. **Milvus**", 1)[1].split("4. **Secrets**", 1)[0]
     assert "kubernetes/milvus-user.py" in step and "MILVUS_NEW_ROOT_PASSWORD" in step
-    secrets = section.split("4. **Secrets**", 1)[1].split("5. **The API**", 1)[0]
+    secrets = DEPLOYING.split("4. **Secrets**", 1)[1].split("5. **The API**", 1)[0]
     assert "token=" in secrets and "root" not in secrets.split("token=", 1)[1].split("\n")[0]
     assert (ROOT / "kubernetes" / "milvus-user.py").exists()
 
@@ -929,8 +928,6 @@ def test_checkov_passes_every_check_but_the_explained_ones(checkov_reports):
 
 
 # --- the chart's README -------------------------------------------------------------------------
-
-CHART_README = (CHART / "README.md").read_text()
 
 
 def leaves(values: dict[str, Any], path: str = "") -> list[tuple[str, Any]]:

@@ -49,7 +49,7 @@ scraper would cut them off.
 {{- end }}
 {{- end }}
 {{- if eq (include "face-api.tag" .) "latest" }}
-{{- fail "image.tag latest: a reused tag does not roll the pods on helm upgrade, and each node keeps the build it pulled first; push a version (README.md, Kubernetes, step 1) or give image.digest" }}
+{{- fail "image.tag latest: a reused tag does not roll the pods on helm upgrade, and each node keeps the build it pulled first; push a version (kubernetes/face-api/README.md, Deploying, step 1) or give image.digest" }}
 {{- end }}
 {{- if .Values.networkPolicy.enabled }}
 {{- if and (or .Values.ingress.enabled .Values.gatewayRoute.enabled) (not .Values.networkPolicy.ingressFrom) }}
@@ -64,7 +64,7 @@ scraper would cut them off.
 {{- end }}
 {{- end }}
 
-{{/* The image's tag: image.tag, else the chart's appVersion (what README's step 1 pushes). */}}
+{{/* The image's tag: image.tag, else the chart's appVersion (what README.md's Deploying, step 1 pushes). */}}
 {{- define "face-api.tag" -}}
 {{- .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
@@ -112,7 +112,7 @@ a pod is every CPU of the node whatever the limit; the chart tells it this numbe
 
 {{/* Seconds from SIGTERM to SIGKILL: the preStop sleep, then the longest request (its deadline,
 and BentoML's own timeout 10 s after it, service.py's BACKSTOP_TIMEOUT_S), then the processes'
-exit (a few seconds, README.md "Containers": `docker stop`). */}}
+exit (a few seconds, docs/containers.md: `docker stop`). */}}
 {{- define "face-api.terminationGracePeriodSeconds" -}}
 {{- add (int .Values.preStopSleepSeconds) (int .Values.requestTimeoutS) 10 5 }}
 {{- end }}
