@@ -145,7 +145,8 @@ def main() -> None:
             differ += 1
             print(f"{method} {path}:\n  {args.refs[0]}: {json.dumps(before)[:600]}")
             print(f"  {args.refs[1]}: {json.dumps(after)[:600]}")
-    print(f"{len(sent) - differ} of {len(sent)} requests answered the same")
+    statuses = " ".join(str(status) for status, _ in results[-1])
+    print(f"{len(sent) - differ} of {len(sent)} requests answered the same (statuses: {statuses})")
     sys.exit(1 if differ else 0)
 
 
