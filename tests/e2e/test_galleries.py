@@ -675,7 +675,9 @@ def test_on_a_server_new_galleries_get_hnsw_and_one_made_before_keeps_its_flat_i
         assert found["matches"][0]["faceId"] == made
         described = index_of(milvus, "made-now")
         for gallery in ("made-before", "made-now"):  # later servers have nothing to say
-            assert client.delete(f"/v1/galleries/{gallery}").json() == {"deleted": 1}
+            assert client.delete(
+                f"/v1/galleries/{gallery}", params={"confirm": gallery}
+            ).json() == {"deleted": 1}
     assert described["index_type"] == "HNSW" and described["M"] == "16"
 
 
