@@ -21,6 +21,10 @@ collection, made on its first enroll):
   insert, upsert, delete                       Insert, Upsert, Delete
   query, get, query_iterator, count(*)         Query
   search                                       Search
+  describe_index (a gallery's index)           IndexDetail
+  list_partitions, create_partition (the       ShowPartitions, CreatePartition
+  partition a search names: store.py)
+  describe_replica (in-memory replicas)        none
 Nothing else: no user, role, database or resource-group administration.
 """
 
@@ -44,6 +48,9 @@ COLLECTION_PRIVILEGES = (
     "Delete",
     "Query",
     "Search",
+    "IndexDetail",
+    "ShowPartitions",
+    "CreatePartition",
 )
 
 

@@ -68,8 +68,9 @@ def test_gallery_benchmark_runs_every_store_and_finds_every_probe():
     cells = [[c.strip() for c in row.split("|")[1:-1]] for row in rows]
     stores = [
         "Milvus Lite",
-        "Milvus server, Strong (the service)",
-        "Milvus server, Strong, 50 ms time tick",
+        "Milvus server, writes wait, Bounded reads (the service)",
+        "Milvus server, Strong reads (before issue 35)",
+        "Milvus server, Strong reads, 50 ms time tick",
         "Milvus server, Session (not used)",
     ]
     assert [c[1] for c in cells] == stores
