@@ -21,7 +21,6 @@ utilisation (where ``nvidia-smi`` exists) and the batches the runner formed. The
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from benchmarks.harness.machine import (
     machine_description,
 )
 from benchmarks.harness.measure import Measure, alternating
+from benchmarks.harness.model_store import pack_in_store
 from benchmarks.harness.peer import PEER_WORKLOADS, Peer
 from benchmarks.harness.photos import Photo, aligned_crops, load_photos
 from benchmarks.harness.report import report
@@ -47,18 +47,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(args: argparse.Namespace) -> str:
-    os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="face-bench-"))
-    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+    pack = pack_in_store(args.pack_dir)
     from face_api.inference.engine import FaceEngine
-    from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack
     from face_api.ops.settings import Settings
     from tests.server import start_server
-
-    pack = args.pack_dir.name
-    try:
-        get_pack(pack)
-    except PackNotInStoreError:
-        import_pack(str(args.pack_dir), pack)
 
     peer = Peer(args.peer) if args.peer else None
     photos = load_photos(args.photos_dir, args.quick)

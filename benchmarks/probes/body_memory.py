@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import tempfile
 import threading
 import time
@@ -28,7 +27,7 @@ import httpx
 import numpy as np
 
 from benchmarks.harness.load import API_KEY
-from tests.paths import DEFAULT_PACK_DIR
+from benchmarks.harness.model_store import pack_in_store
 
 MiB = 1024 * 1024
 
@@ -100,15 +99,9 @@ def main() -> None:
     parser.add_argument("--body-mib", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="face-bench-"))
-    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
-    from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack
+    pack_in_store()
     from tests.server import start_server
 
-    try:
-        get_pack(DEFAULT_PACK_DIR.name)
-    except PackNotInStoreError:
-        import_pack(str(DEFAULT_PACK_DIR), DEFAULT_PACK_DIR.name)
     limit = int(args.body_mib * MiB)
     image = noisy_jpeg(int(limit * 0.70))  # base64 of it is 4/3 longer: about 93% of the limit
     encoded = base64.b64encode(image).decode()

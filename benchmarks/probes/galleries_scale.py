@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -54,11 +53,12 @@ import httpx
 import numpy as np
 import psutil
 
+from benchmarks.harness.model_store import pack_in_store
 from face_api.galleries.store import GalleryStore
 from face_api.ops.settings import GALLERY_INDEXES, GalleryIndex
 from face_api.pipeline.features import encode_feature
 from tests.milvus_server import MilvusServer
-from tests.paths import DEFAULT_PACK, DEFAULT_PACK_DIR
+from tests.paths import DEFAULT_PACK
 from tests.server import API_KEY, free_port
 
 DIM = 512
@@ -445,15 +445,9 @@ def stranger_check(
 @contextlib.contextmanager
 def serving(uri: str, args: argparse.Namespace) -> Iterator[tuple[str, float]]:
     """A real ``bentoml serve`` on the Milvus server, and the pack's match threshold."""
-    os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="face-bench-"))
-    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
-    from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack
+    pack_in_store()
     from tests.server import start_server
 
-    try:
-        get_pack(DEFAULT_PACK)
-    except PackNotInStoreError:
-        import_pack(str(DEFAULT_PACK_DIR), DEFAULT_PACK)
     env = {"FACE_API_KEYS": API_KEY, "FACE_GALLERY_URI": uri, "FACE_MODEL": DEFAULT_PACK}
     if args.search:
         env["FACE_GALLERY_SEARCH_PARAMS"] = json.dumps(dict(args.search))

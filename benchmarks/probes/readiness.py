@@ -17,7 +17,6 @@ issue 34 (2 workers x 128).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import threading
@@ -29,8 +28,9 @@ import httpx
 
 from benchmarks.harness.cpu import CpuMeter
 from benchmarks.harness.load import API_KEY, concurrent_load
+from benchmarks.harness.model_store import pack_in_store
 from benchmarks.harness.photos import load_photos
-from tests.paths import DEFAULT_PACK_DIR, ROOT
+from tests.paths import ROOT
 
 PATHS = ("/readyz", "/livez", "/v1/health")
 
@@ -81,15 +81,9 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     parser.add_argument("--photos-dir", type=Path, default=ROOT / "tests" / "data")
     args = parser.parse_args()
-    os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="face-bench-"))
-    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
-    from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack
+    pack_in_store()
     from tests.server import start_server
 
-    try:
-        get_pack(DEFAULT_PACK_DIR.name)
-    except PackNotInStoreError:
-        import_pack(str(DEFAULT_PACK_DIR), DEFAULT_PACK_DIR.name)
     env = {"FACE_API_KEYS": API_KEY, **dict(item.split("=", 1) for item in args.env)}
     photos = load_photos(args.photos_dir, quick=False)
     sets = {"multi-embeddings": photos["crowd"], "feature": photos["single"]}

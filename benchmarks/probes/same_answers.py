@@ -17,7 +17,6 @@ import argparse
 import base64
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -28,7 +27,8 @@ from typing import Any
 
 import httpx
 
-from tests.paths import CROWD, DEFAULT_PACK, DEFAULT_PACK_DIR, IDENTITIES, ROOT
+from benchmarks.harness.model_store import pack_in_store
+from tests.paths import CROWD, DEFAULT_PACK, IDENTITIES, ROOT
 from tests.server import API_KEY, start_server
 
 FACE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -123,14 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("refs", nargs=2, help="two git refs: before and after")
     args = parser.parse_args()
-    os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="face-same-"))
-    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
-    from face_api.inference.packs import PackNotInStoreError, get_pack, import_pack
-
-    try:
-        get_pack(DEFAULT_PACK)
-    except PackNotInStoreError:
-        import_pack(str(DEFAULT_PACK_DIR), DEFAULT_PACK)
+    pack_in_store()
     results = []
     with tempfile.TemporaryDirectory(prefix="face-same-") as folder:
         for n, ref in enumerate(args.refs):
