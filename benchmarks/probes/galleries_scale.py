@@ -59,7 +59,7 @@ from face_api.ops.settings import GALLERY_INDEXES, GalleryIndex
 from face_api.pipeline.features import encode_feature
 from tests.milvus_server import MilvusServer
 from tests.paths import DEFAULT_PACK
-from tests.server import API_KEY, free_port
+from tests.server import API_KEY, RunningServer, cpu_seconds, free_port, service_processes
 
 DIM = 512
 PHOTOS = 5  # per identity
@@ -350,7 +350,7 @@ def measure(args: argparse.Namespace) -> None:
         store.client.delete(_collection(gallery), filter=enrolled)
         store._wait_visible(_collection(gallery))
         kind = index_state(store, gallery)["index_type"]
-        with serving(server.uri, args) as (url, threshold):
+        with serving(server.uri, args) as (served, threshold):
             recalls = {
                 name: recall(store, gallery, faces, best, best_score, kind, params)
                 for name, params in search_settings(kind, args)
@@ -360,7 +360,8 @@ def measure(args: argparse.Namespace) -> None:
             strangers = stranger_check(
                 store, gallery, faces, stranger_best, stranger_score, threshold
             )
-            served = load(url, gallery, faces)
+            cpu = CpuMeter(served, server)
+            measured = load(served.url, gallery, faces, cpu)
         record(
             args.data,
             {
@@ -371,7 +372,7 @@ def measure(args: argparse.Namespace) -> None:
                 "search_params": dict(args.search or {}),
                 "recall": recalls,
                 "strangers": strangers,
-                **served,
+                **measured,
                 "milvus_rss_mb": server_memory_mb(server),
                 "threshold": threshold,
             },
@@ -443,7 +444,7 @@ def stranger_check(
 
 
 @contextlib.contextmanager
-def serving(uri: str, args: argparse.Namespace) -> Iterator[tuple[str, float]]:
+def serving(uri: str, args: argparse.Namespace) -> Iterator[tuple[RunningServer, float]]:
     """A real ``bentoml serve`` on the Milvus server, and the pack's match threshold."""
     pack_in_store()
     from tests.server import start_server
@@ -456,13 +457,30 @@ def serving(uri: str, args: argparse.Namespace) -> Iterator[tuple[str, float]]:
     log = Path(tempfile.mkdtemp()) / "serve.log"
     with start_server(log, env) as server:
         info = httpx.get(f"{server.url}/v1/info/model/{DEFAULT_PACK}", timeout=30).json()
-        yield server.url, float(info["match_threshold"])
+        yield server, float(info["match_threshold"])
         print(f"server log: {log}", flush=True)
 
 
-def load(url: str, gallery: str, faces: Faces) -> dict:
+class CpuMeter:
+    """CPU seconds spent so far by each part: the service's roles (API workers, gallery service,
+    runner, the arbiter), Milvus, and this process (the clients)."""
+
+    def __init__(self, served: RunningServer, milvus_server: MilvusServer) -> None:
+        self.served = served
+        self.milvus = psutil.Process(milvus_server._server.server_proc.pid)
+
+    def __call__(self) -> dict[str, float]:
+        spent = {role: cpu_seconds(self.served, role) for role in service_processes(self.served)}
+        for name, process in (("milvus", self.milvus), ("clients", psutil.Process())):
+            times = process.cpu_times()
+            spent[name] = times.user + times.system
+        return spent
+
+
+def load(url: str, gallery: str, faces: Faces, cpu: CpuMeter) -> dict:
     """Searches from 1 and 8 clients while one client enrolls, one face after another; then
-    timed deletes of faces it enrolled; the Server-Timing stages of the 1-client searches."""
+    timed deletes of faces it enrolled; the Server-Timing stages of the 1-client searches, and
+    the CPU each part spent a search."""
     headers = {"x-api-key": API_KEY}
     limits = httpx.Limits(keepalive_expiry=2.0)
     enrolled: list[str] = []
@@ -519,15 +537,20 @@ def load(url: str, gallery: str, faces: Faces) -> dict:
             )
             assert warm.status_code == 200, warm.text
             threads = [threading.Thread(target=search_loop, args=(n,)) for n in range(clients)]
+            spent_before = cpu()
             started = time.perf_counter()
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - started
+            spent = {part: s - spent_before.get(part, 0.0) for part, s in cpu().items()}
             results[f"search_{clients}_clients_ms"] = {
                 **percentiles(times),
                 "per_s": len(times) / elapsed,
+                # CPU ms a search, each part (the enrolls beside included)
+                "cpu_ms": {part: s * 1000 / len(times) for part, s in spent.items()},
+                "cpu_busy": sum(spent.values()) / elapsed / psutil.cpu_count(),
             }
     finally:
         stop.set()
