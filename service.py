@@ -30,9 +30,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from face_api import __version__
+from face_api.galleries.calls import GalleryCalls
 from face_api.galleries.routes import post_routes as gallery_post_routes
 from face_api.galleries.routes import router as gallery_router
-from face_api.galleries.store_client import GalleryStoreClient
+from face_api.galleries.store_client import GalleryStoreClient, InProcessCalls
 from face_api.http.admission import METRICS_PATH, PUBLIC_GET_PATHS
 from face_api.http.edge import edge_layers
 from face_api.http.error_responses import handled, validation_error_response
@@ -63,7 +64,7 @@ from face_api.http.schemas import (
     ScoreResponse,
 )
 from face_api.ops.limits import BACKSTOP_TIMEOUT_S, DETECT_MAX_RESULTS
-from face_api.ops.startup import refuse_to_start, start_worker
+from face_api.ops.startup import freeze_heap, refuse_to_start, start_worker
 from face_api.pipeline.features import feature_score
 from face_api.pipeline.quality import Bars
 from runners.gallery_service import GalleryStoreService
@@ -144,9 +145,13 @@ class FaceAPI:
         # What the endpoints and the gallery routes (their ``GalleryHost``) work with.
         self.served = ServedModel(runner, SERVICE_NAME, warnings)
         self.faces = FaceEndpoints(runner, self.served, Bars.from_settings(settings))
-        self.galleries = GalleryStoreClient(
-            self.gallery_store, self.served, settings.gallery_metadata_max_bytes
-        )
+        # Milvus Lite is the gallery service's file; a Milvus server each worker reaches itself.
+        if settings.gallery_uri:
+            calls: Any = InProcessCalls(GalleryCalls(settings))
+        else:
+            calls = self.gallery_store.to_async
+        self.galleries = GalleryStoreClient(calls, self.served, settings.gallery_metadata_max_bytes)
+        freeze_heap()
 
     # -- JSON endpoints ------------------------------------------------------------------------
     @bentoml.api(route="/v1/detect")

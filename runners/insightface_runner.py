@@ -38,7 +38,7 @@ from face_api.ops.runner_hop import (
     RunnerInfo,
 )
 from face_api.ops.settings import get_settings
-from face_api.ops.startup import INTERNAL_CONNECTION, refuse_to_start, start_worker
+from face_api.ops.startup import INTERNAL_CONNECTION, freeze_heap, refuse_to_start, start_worker
 from face_api.pipeline.analysis import FacePipeline
 from face_api.pipeline.decoders import ImageDecoders
 
@@ -100,6 +100,7 @@ class InsightFaceRunner:
             norm_reference=self.engine.norm_reference,
         )
         self.served = self._served(stored)
+        freeze_heap()
 
     def _served(self, stored: bentoml.Model) -> RunnerInfo:
         import onnxruntime

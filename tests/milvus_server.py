@@ -9,7 +9,7 @@ import contextlib
 import fcntl
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class MilvusServer:
     time_tick_ms: int | None = None
     # common.security.authorizationEnabled: users and roles, `root:Milvus` the first admin.
     authorization: bool = False
+    # Other milvus.yaml values, by dotted key (``{"dataCoord.segment.maxSize": 2048}``).
+    config: dict[str, Any] = field(default_factory=dict)
     _server: Any = None
     _lock: Any = None
 
@@ -50,6 +52,8 @@ class MilvusServer:
                 self._server.config.set("proxy.timeTickInterval", self.time_tick_ms)
             if self.authorization:
                 self._server.config.set("authorization_enabled", True)
+            for key, value in self.config.items():
+                self._server.config.set(key, value)
             self._server.start()  # returns once its health endpoint answers
         except BaseException:
             self.stop()

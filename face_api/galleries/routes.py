@@ -2,8 +2,8 @@
 
 FastAPI routes (GET and DELETE are needed, which BentoML's native APIs cannot serve), mounted with
 the info app at ``/v1``. Faces are found and embedded by the same pipeline as ``/v1/feature``;
-features go to the ``GalleryStoreService``, which owns the Milvus database
-(``store_client.py``).
+features go to the store through ``store_client.py`` (the ``GalleryStoreService`` with Milvus
+Lite; on a Milvus server, the API worker's own calls).
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ class GalleryHost(Protocol):
     galleries: GalleryStoreClient
 
 
-def host() -> GalleryHost:
+async def host() -> GalleryHost:
+    # async: FastAPI runs a plain function dependency on a thread of its pool, a hop per request
     return bentoml.get_current_service()
 
 

@@ -116,8 +116,9 @@ class ServedModel:
         return info.pack.name, info.recognizer.embedding_size
 
 
-def served_model() -> ServedModel:
-    """The serving ``FaceAPI`` instance's ``ServedModel``."""
+async def served_model() -> ServedModel:
+    """The serving ``FaceAPI`` instance's ``ServedModel`` (async: FastAPI runs a plain function
+    dependency on a thread of its pool)."""
     return bentoml.get_current_service().served
 
 

@@ -7,6 +7,7 @@ cause and a supervisor does not report a live-but-useless server.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -41,6 +42,15 @@ def start_worker() -> None:
     """What every service's worker does first: stop with the server, log as this project does."""
     exit_with_parent()
     logs.enable_service_logging()
+
+
+def freeze_heap() -> None:
+    """Keep what this process built so far (modules, sessions, apps, a database client) out of
+    the garbage collector's full collections. Each of them walked all of it with the whole process
+    paused: 100-130 ms every few seconds in an API worker under load, every request in it waiting
+    (benchmarks/README.md, "Galleries at a million faces"). Its garbage is collected first."""
+    gc.collect()
+    gc.freeze()
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
