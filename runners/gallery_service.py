@@ -8,9 +8,9 @@ replicas, share one Milvus), so a search skips a hop. This service then only say
 galleries are.
 
 It says what the galleries are (``GalleryStore.survey``: an index other than the setting's, a Lite
-gallery past the size Lite is fit for) before its first gallery call: on a Milvus server from the
-start, in the background (a database still starting holds nothing up); Milvus Lite, which starts
-on the first gallery call, then.
+gallery past the size Lite is fit for): on a Milvus server at start, in the background (a database
+still starting holds nothing up, and the API workers serve meanwhile); Milvus Lite, which starts
+on the first gallery call, before that call answers.
 
 Its methods are ``GalleryCalls``'s (``face_api/galleries/calls.py``), served as BentoML APIs.
 """
@@ -59,16 +59,12 @@ class GalleryStoreService(GalleryCalls):
                 self._folder_claim = folder.claim(settings.gallery_dir)
             except folder.GalleryFolderInUseError as exc:
                 refuse_to_start(str(exc))
-        self._surveyed = threading.Thread(target=_survey, name="gallery-survey", daemon=True)
         if settings.gallery_uri:
-            self._surveyed.start()
+            threading.Thread(target=_survey, name="gallery-survey", daemon=True).start()
         freeze_heap()
 
     def _opened(self, store: GalleryStore) -> None:
-        if settings.gallery_uri:
-            self._surveyed.join()  # said before the first call is answered
-        else:
-            _survey(store)
+        _survey(store)  # Milvus Lite (a server's calls are the API workers'): before it answers
 
     enroll = bentoml.api(GalleryCalls.enroll)
     search = bentoml.api(GalleryCalls.search)

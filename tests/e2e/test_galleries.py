@@ -655,8 +655,9 @@ def test_on_a_server_new_galleries_get_hnsw_and_one_made_before_keeps_its_flat_i
     tmp_path, imported_pack, milvus
 ):
     """Earlier versions made every gallery FLAT: such a gallery is served as it is, and the
-    service says so before its first gallery call; a gallery made now gets the setting's index
-    (HNSW on a server, by default), built by Milvus in the background."""
+    service says so at start (the gallery service surveys the server in the background while the
+    API workers serve); a gallery made now gets the setting's index (HNSW on a server, by
+    default), built by Milvus in the background."""
     from face_api.galleries.store import GalleryStore
 
     features = np.random.default_rng(80).standard_normal((2, 512)).astype(np.float32)
@@ -667,7 +668,8 @@ def test_on_a_server_new_galleries_get_hnsw_and_one_made_before_keeps_its_flat_i
     with start_server(tmp_path / "serve.log", env) as srv, api_client(srv.url) as client:
         best = search_feature(client, "made-before", features[0]).json()["results"][0]
         assert best["matches"][0]["faceId"] == kept
-        said = [line for line in srv.log().splitlines() if "'made-before'" in line]
+        log = srv.logged("gallery 'made-before'")
+        said = [line for line in log.splitlines() if "'made-before'" in line]
         assert len(said) == 1 and "keeps its FLAT index" in said[0], said
         assert "new galleries get HNSW" in said[0] and "--replace" in said[0]
         made = enroll_feature(client, "made-now", "bob", features[1])
