@@ -8,18 +8,20 @@ it runs (other test runs wait on it):
 
     .venv/bin/python -m benchmarks.probes.galleries_scale build --faces 1000000 --data /var/tmp/g
     .venv/bin/python -m benchmarks.probes.galleries_scale measure --faces 1000000 --data /var/tmp/g
+    .venv/bin/python -m benchmarks.probes.galleries_scale merge --data /var/tmp/g  # built before
     .venv/bin/python -m benchmarks.probes.galleries_scale reindex --index IVF_FLAT --data ...
     .venv/bin/python -m benchmarks.probes.galleries_scale measure --index IVF_FLAT --data ...
     .venv/bin/python -m benchmarks.probes.galleries_scale build --shape isotropic ...  # and so on
 
 ``build`` imports the faces through the store's import (``python -m face_api.galleries import``'s
-path, a batch of 1,000 at a time), then times the index's build to the last row, searching and
-enrolling meanwhile (neither waits for it). ``measure`` checks each search's best face against
-exact search (numpy, every face) for probes of enrolled identities and for strangers, then starts
-a real ``bentoml serve`` on the server and sends ``POST /v1/galleries/{gallery}/search`` with a
-``feature`` from 1 and from 8 clients while another client enrolls one face after another, then
-times deletes. ``reindex`` gives the gallery another index (released meanwhile: a benchmark's
-step, not something the service does).
+path, a batch of 1,000 at a time), merges its segments up to the server's segment size
+(``SEGMENT_MAX_MB``), then times the index's build to the last row, searching and enrolling
+meanwhile (neither waits for it). ``merge`` does the merging for a gallery built without it.
+``measure`` checks each search's best face against exact search (numpy, every face) for probes of
+enrolled identities and for strangers, then starts a real ``bentoml serve`` on the server and
+sends ``POST /v1/galleries/{gallery}/search`` with a ``feature`` from 1 and from 8 clients while
+another client enrolls one face after another, then times deletes. ``reindex`` gives the gallery
+another index (released meanwhile: a benchmark's step, not something the service does).
 
 Faces are synthetic, regenerated from a seed at every step (nothing to store):
 
@@ -38,12 +40,12 @@ Faces are synthetic, regenerated from a seed at every step (nothing to store):
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +55,7 @@ import httpx
 import numpy as np
 import psutil
 
+from benchmarks.harness.keepalive import KeepAliveClient
 from benchmarks.harness.model_store import pack_in_store
 from face_api.galleries.store import GalleryStore
 from face_api.ops.settings import GALLERY_INDEXES, GalleryIndex
@@ -66,9 +69,13 @@ PHOTOS = 5  # per identity
 BATCH = 1_000  # faces per import call, as the import command sends them
 PROBES = 1_000  # enrolled identities' probes, and as many strangers
 CLIENTS = (1, 8)
-SEARCHES = 600  # per client count
+SEARCHES = 3_000  # per client count
 TIMED_DELETES = 100
 GALLERY = "scale"
+# The server's largest segment (Milvus's `dataCoord.segment.maxSize`, 512 MB by default): a
+# search runs the index of every segment, so fewer, larger segments cost less CPU a search
+# (benchmarks/README.md, "Galleries at a million faces"; docs/galleries.md says so for servers).
+SEGMENT_MAX_MB = 4096
 
 
 # -- synthetic faces ------------------------------------------------------------------------------
@@ -170,7 +177,9 @@ def exact_best(vectors: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.
 @contextlib.contextmanager
 def milvus(data: Path) -> Iterator[MilvusServer]:
     """The server on ``data`` (kept between steps), holding the host's lock while it runs."""
-    server = MilvusServer(data / "milvus", free_port())
+    server = MilvusServer(
+        data / "milvus", free_port(), config={"dataCoord.segment.maxSize": SEGMENT_MAX_MB}
+    )
     server.start()
     try:
         yield server
@@ -255,6 +264,7 @@ def build(args: argparse.Namespace) -> None:
         # Sealed now rather than when Milvus finds the last segment idle (10 minutes): the
         # index covers every imported face at the end of the timed build.
         store.client.flush(_collection(gallery))
+        compact(store, gallery)
         searches, enrolls, built = index_build(store, gallery, faces, args.faces)
         record(
             args.data,
@@ -294,6 +304,51 @@ def index_build(
         store.enroll(gallery, f"newcomer-{turn}", faces.newcomers[turn % 5000][np.newaxis])
         enrolls.append(time.perf_counter() - t0)
         time.sleep(1)
+
+
+def compact(store: GalleryStore, gallery: str) -> None:
+    """The gallery's segments merged up to the server's segment size (Milvus also does it on its
+    own, later); Milvus then indexes the merged segments in the background."""
+    from face_api.galleries.store import _collection
+
+    job = store.client.compact(_collection(gallery))
+    while store.client.get_compaction_state(job) != "Completed":
+        time.sleep(2)
+
+
+def segments(store: GalleryStore, gallery: str) -> list[int]:
+    """The rows of each segment the gallery's search runs on."""
+    from face_api.galleries.store import _collection
+
+    return sorted(s.num_rows for s in store.client.list_loaded_segments(_collection(gallery)))
+
+
+def merge(args: argparse.Namespace) -> None:
+    """A gallery built before ``SEGMENT_MAX_MB`` was set: its segments merged, timed until the
+    merged segments are indexed and serve."""
+    gallery = collection(args.shape)
+    with milvus(args.data) as server:
+        from face_api.galleries.store import _collection
+
+        store = open_store(server.uri)
+        store.client.load_collection(_collection(gallery))
+        before = segments(store, gallery)
+        rows = index_state(store, gallery)["total_rows"]
+        started = time.perf_counter()
+        compact(store, gallery)
+        while not indexed(index_state(store, gallery), rows) or segments(store, gallery) == before:
+            time.sleep(5)
+        record(
+            args.data,
+            {
+                "step": "merge",
+                "shape": args.shape,
+                "segments_before": before,
+                "segments_after": segments(store, gallery),
+                "merged_and_indexed_s": time.perf_counter() - started,
+                "milvus_rss_mb": server_memory_mb(server),
+            },
+        )
 
 
 # -- reindex --------------------------------------------------------------------------------------
@@ -350,6 +405,7 @@ def measure(args: argparse.Namespace) -> None:
         store.client.delete(_collection(gallery), filter=enrolled)
         store._wait_visible(_collection(gallery))
         kind = index_state(store, gallery)["index_type"]
+        loaded = segments(store, gallery)
         with serving(server.uri, args) as (served, threshold):
             recalls = {
                 name: recall(store, gallery, faces, best, best_score, kind, params)
@@ -374,6 +430,7 @@ def measure(args: argparse.Namespace) -> None:
                 "strangers": strangers,
                 **measured,
                 "milvus_rss_mb": server_memory_mb(server),
+                "segments": loaded,
                 "threshold": threshold,
             },
         )
@@ -480,69 +537,73 @@ class CpuMeter:
 def load(url: str, gallery: str, faces: Faces, cpu: CpuMeter) -> dict:
     """Searches from 1 and 8 clients while one client enrolls, one face after another; then
     timed deletes of faces it enrolled; the Server-Timing stages of the 1-client searches, and
-    the CPU each part spent a search."""
+    the CPU each part spent a search. The clients are ``KeepAliveClient``s on one event loop:
+    they share the measured machine's two cores with the server, so they spend as little as a
+    client can."""
+    return asyncio.run(_load(url, gallery, faces, cpu))
+
+
+async def _load(url: str, gallery: str, faces: Faces, cpu: CpuMeter) -> dict:
     headers = {"x-api-key": API_KEY}
-    limits = httpx.Limits(keepalive_expiry=2.0)
+    searches = [
+        KeepAliveClient(url, headers).request_bytes(
+            "POST",
+            f"/v1/galleries/{gallery}/search",
+            {"feature": encode_feature(faces.probes[turn])},
+        )
+        for turn in range(PROBES)
+    ]
     enrolled: list[str] = []
     enroll_times: list[float] = []
     errors: list[str] = []
-    stop = threading.Event()
+    stop = asyncio.Event()
 
-    def enroll_loop() -> None:
-        with httpx.Client(base_url=url, headers=headers, timeout=60, limits=limits) as client:
-            turn = 0
-            while not stop.is_set():
-                feature = encode_feature(faces.newcomers[turn % len(faces.newcomers)])
-                body = {"subject": f"enrolled-{turn}", "feature": feature}
-                t0 = time.perf_counter()
-                answer = client.post(f"/v1/galleries/{gallery}/faces", json=body)
-                enroll_times.append(time.perf_counter() - t0)
-                if answer.status_code != 200:
-                    errors.append(answer.text[:200])
-                else:
-                    enrolled.append(answer.json()["faces"][0]["faceId"])
-                turn += 1
+    async def enroll_loop() -> None:
+        client = KeepAliveClient(url, headers)
+        turn = 0
+        while not stop.is_set():
+            feature = encode_feature(faces.newcomers[turn % len(faces.newcomers)])
+            body = {"subject": f"enrolled-{turn}", "feature": feature}
+            request = client.request_bytes("POST", f"/v1/galleries/{gallery}/faces", body)
+            t0 = time.perf_counter()
+            answer = await client.send(request)
+            enroll_times.append(time.perf_counter() - t0)
+            if answer.status != 200:
+                errors.append(answer.body[:200].decode(errors="replace"))
+            else:
+                enrolled.append(answer.json()["faces"][0]["faceId"])
+            turn += 1
+        await client.close()
+
+    async def search_loop(offset: int, clients: int, times: list[float], stages: dict) -> None:
+        client = KeepAliveClient(url, headers)
+        for turn in range(offset, SEARCHES, clients):
+            t0 = time.perf_counter()
+            answer = await client.send(searches[turn % PROBES])
+            took = time.perf_counter() - t0
+            if answer.status != 200:
+                errors.append(answer.body[:200].decode(errors="replace"))
+                continue
+            times.append(took)
+            if clients == 1:
+                for item in answer.headers["server-timing"].split(","):
+                    name, dur = item.strip().split(";dur=")
+                    stages.setdefault(name, []).append(float(dur))
+        await client.close()
 
     results: dict = {}
     stages: dict[str, list[float]] = {}
-    lock = threading.Lock()
-    enroller = threading.Thread(target=enroll_loop, daemon=True)
-    enroller.start()
+    enroller = asyncio.create_task(enroll_loop())
     try:
         for clients in CLIENTS:
             times: list[float] = []
-
-            def search_loop(offset: int, clients: int = clients, times: list = times) -> None:
-                with httpx.Client(base_url=url, headers=headers, timeout=60, limits=limits) as c:
-                    for turn in range(offset, SEARCHES, clients):
-                        body = {"feature": encode_feature(faces.probes[turn % PROBES])}
-                        t0 = time.perf_counter()
-                        answer = c.post(f"/v1/galleries/{gallery}/search", json=body)
-                        took = time.perf_counter() - t0
-                        if answer.status_code != 200:
-                            errors.append(answer.text[:200])
-                            continue
-                        with lock:
-                            times.append(took)
-                            if clients == 1:
-                                for item in answer.headers["server-timing"].split(","):
-                                    name, dur = item.strip().split(";dur=")
-                                    stages.setdefault(name, []).append(float(dur))
-
-            warm = httpx.post(
-                f"{url}/v1/galleries/{gallery}/search",
-                json={"feature": encode_feature(faces.probes[0])},
-                headers=headers,
-                timeout=60,
-            )
-            assert warm.status_code == 200, warm.text
-            threads = [threading.Thread(target=search_loop, args=(n,)) for n in range(clients)]
+            warming = KeepAliveClient(url, headers)
+            warm = await warming.send(searches[0])
+            await warming.close()
+            assert warm.status == 200, warm.body
             spent_before = cpu()
             started = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            await asyncio.gather(*(search_loop(n, clients, times, stages) for n in range(clients)))
             elapsed = time.perf_counter() - started
             spent = {part: s - spent_before.get(part, 0.0) for part, s in cpu().items()}
             results[f"search_{clients}_clients_ms"] = {
@@ -554,17 +615,19 @@ def load(url: str, gallery: str, faces: Faces, cpu: CpuMeter) -> dict:
             }
     finally:
         stop.set()
-        enroller.join()
+        await enroller
     results["enrolls_during_searches"] = len(enroll_times)
     results["enroll_ms"] = percentiles(enroll_times)
     delete_times = []
-    with httpx.Client(base_url=url, headers=headers, timeout=60, limits=limits) as client:
-        for face in enrolled[:TIMED_DELETES]:
-            t0 = time.perf_counter()
-            answer = client.delete(f"/v1/galleries/{gallery}/faces/{face}")
-            delete_times.append(time.perf_counter() - t0)
-            if answer.status_code != 200:
-                errors.append(answer.text[:200])
+    client = KeepAliveClient(url, headers)
+    for face in enrolled[:TIMED_DELETES]:
+        request = client.request_bytes("DELETE", f"/v1/galleries/{gallery}/faces/{face}")
+        t0 = time.perf_counter()
+        answer = await client.send(request)
+        delete_times.append(time.perf_counter() - t0)
+        if answer.status != 200:
+            errors.append(answer.body[:200].decode(errors="replace"))
+    await client.close()
     results["delete_ms"] = percentiles(delete_times)
     results["stages_1_client_median_ms"] = {n: statistics.median(v) for n, v in stages.items()}
     results["errors"] = errors[:5]
@@ -574,7 +637,7 @@ def load(url: str, gallery: str, faces: Faces, cpu: CpuMeter) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=["build", "reindex", "measure"])
+    parser.add_argument("step", choices=["build", "merge", "reindex", "measure"])
     parser.add_argument("--data", type=Path, required=True, help="the Milvus server's folder")
     parser.add_argument("--faces", type=int, default=1_000_000)
     parser.add_argument("--shape", choices=list(SHAPES), default="face")
@@ -588,7 +651,7 @@ def main() -> None:
     parser.add_argument("--sweep", type=int, nargs="+", help="recall at these ef (or nprobe)")
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
-    {"build": build, "reindex": reindex, "measure": measure}[args.step](args)
+    {"build": build, "merge": merge, "reindex": reindex, "measure": measure}[args.step](args)
 
 
 if __name__ == "__main__":
