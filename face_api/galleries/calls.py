@@ -79,17 +79,24 @@ class GalleryCalls:
     ) -> Reply[T]:
         """``work`` on the pack's store, as a ``Reply``: served under the request's id and
         deadline, its time the caller's ``gallery`` stage, and whatever the store refuses (its
-        opening too; a database that does not answer: 503) the reply's error."""
+        opening too) the reply's error. A database that does not answer, or fails in a way the
+        store does not know, is a 503 (logged), never a 500."""
         from pymilvus import MilvusException
 
         with serving(RequestContext.from_wire(request)) as context, replying(context) as reply:
             try:
                 reply.result = work(self._store(pack, dimension))
+            except ApiError:
+                raise
             except MilvusException as exc:
-                if not is_connection_failure(exc):
-                    raise
-                log.warning("gallery database unreachable: %s", exc.message)
-                raise ApiError.unavailable("the gallery database does not answer") from None
+                if is_connection_failure(exc):
+                    log.warning("gallery database unreachable: %s", exc.message)
+                    raise ApiError.unavailable("the gallery database does not answer") from None
+                log.error("gallery database error %s: %s", exc.code, exc.message)
+                raise ApiError.unavailable("the gallery database failed the call") from None
+            except Exception:
+                log.exception("gallery call failed")
+                raise ApiError.unavailable("the gallery store failed the call") from None
         return reply
 
     def enroll(

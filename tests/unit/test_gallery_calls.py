@@ -105,3 +105,36 @@ def test_a_call_that_waits_does_not_hold_the_event_loop(tmp_path):
         return await waiting
 
     assert asyncio.run(run()).result == [] and released == [True]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [KeyError("total"), "milvus-quota"],
+    ids=["a bug in the store", "a database error the store does not know"],
+)
+def test_a_call_that_fails_unexpectedly_is_a_503_never_a_500(tmp_path, failure, caplog):
+    from pymilvus import MilvusException
+
+    raised = (
+        MilvusException(code=53, message="memory quota exhausted")
+        if failure == "milvus-quota"
+        else failure
+    )
+
+    class Failing:
+        def search(self, *args, **kwargs):
+            raise raised
+
+    class Broken(GalleryCalls):
+        def _store(self, pack: str, dimension: int):
+            return Failing()
+
+    client = GalleryStoreClient(
+        InProcessCalls(Broken(Settings(gallery_dir=tmp_path))), Served(), 16384
+    )
+    features = np.ones((1, DIM), dtype=np.float32)
+    with pytest.raises(ApiError) as failed:
+        served(RequestContext(), lambda: client.search("desk", features, 3, None))
+    assert failed.value.status == 503
+    said = "memory quota exhausted" if failure == "milvus-quota" else "gallery call failed"
+    assert said in caplog.text  # said in the log, with what failed
