@@ -187,9 +187,13 @@ def milvus(data: Path) -> Iterator[MilvusServer]:
         server.stop()
 
 
+def milvus_process(server: MilvusServer) -> psutil.Process:
+    return psutil.Process(server._server.server_proc.pid)
+
+
 def server_memory_mb(server: MilvusServer) -> float:
     """The Milvus process's resident memory (and its children's)."""
-    process = psutil.Process(server._server.server_proc.pid)
+    process = milvus_process(server)
     processes = [process, *process.children(recursive=True)]
     return sum(p.memory_info().rss for p in processes) / 1e6
 
@@ -524,7 +528,7 @@ class CpuMeter:
 
     def __init__(self, served: RunningServer, milvus_server: MilvusServer) -> None:
         self.served = served
-        self.milvus = psutil.Process(milvus_server._server.server_proc.pid)
+        self.milvus = milvus_process(milvus_server)
 
     def __call__(self) -> dict[str, float]:
         spent = {role: cpu_seconds(self.served, role) for role in service_processes(self.served)}
@@ -545,8 +549,9 @@ def load(url: str, gallery: str, faces: Faces, cpu: CpuMeter) -> dict:
 
 async def _load(url: str, gallery: str, faces: Faces, cpu: CpuMeter) -> dict:
     headers = {"x-api-key": API_KEY}
+    requests = KeepAliveClient(url, headers)  # builds them: the same for every connection
     searches = [
-        KeepAliveClient(url, headers).request_bytes(
+        requests.request_bytes(
             "POST",
             f"/v1/galleries/{gallery}/search",
             {"feature": encode_feature(faces.probes[turn])},
