@@ -213,7 +213,8 @@ def index_state(store: GalleryStore, gallery: str) -> dict:
 
 
 def indexed(state: dict, rows: int) -> bool:
-    """Every sealed row indexed, and at least ``rows`` of them."""
+    """Every sealed row indexed, and at least ``rows`` of them (live rows: deleted ones may be
+    compacted away meanwhile)."""
     done = state["indexed_rows"] >= state["total_rows"] and state["pending_index_rows"] == 0
     return done and state["total_rows"] >= rows
 
@@ -337,7 +338,7 @@ def merge(args: argparse.Namespace) -> None:
         store = open_store(server.uri)
         store.client.load_collection(_collection(gallery))
         before = segments(store, gallery)
-        rows = index_state(store, gallery)["total_rows"]
+        rows = store.gallery(gallery).faces  # live rows: the merge drops the deleted ones
         started = time.perf_counter()
         compact(store, gallery)
         while not indexed(index_state(store, gallery), rows) or segments(store, gallery) == before:
@@ -365,7 +366,9 @@ def reindex(args: argparse.Namespace) -> None:
     with milvus(args.data) as server:
         store = open_store(server.uri, index)
         name = _collection(gallery)
-        rows = index_state(store, gallery)["total_rows"]  # a released collection takes no query
+        # The live faces, counted before the release (a released collection takes no query):
+        # the index's total can drop below its old one, Milvus compacting deleted rows away.
+        rows = store.gallery(gallery).faces
         store.client.release_collection(name)
         store.client.drop_index(name, "vector")
         params = store.client.prepare_index_params()
