@@ -54,6 +54,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
+from pymilvus import MilvusException
 
 from benchmarks.harness.keepalive import KeepAliveClient
 from benchmarks.harness.model_store import pack_in_store
@@ -213,10 +214,26 @@ def index_state(store: GalleryStore, gallery: str) -> dict:
 
 
 def indexed(state: dict, rows: int) -> bool:
-    """Every sealed row indexed, and at least ``rows`` of them (live rows: deleted ones may be
-    compacted away meanwhile)."""
+    """Every sealed row indexed, and at least ``rows`` of them."""
     done = state["indexed_rows"] >= state["total_rows"] and state["pending_index_rows"] == 0
     return done and state["total_rows"] >= rows
+
+
+def sealed_faces(store: GalleryStore, gallery: str) -> int:
+    """The gallery's live faces, every one of them sealed (flushed), so that each will be in
+    the index's total: that total counts sealed rows only, and drops as Milvus compacts deleted
+    rows away, so the index's own total before a change is no bound to wait for."""
+    from face_api.galleries.store import _collection
+
+    settled = time.monotonic() + 180
+    while True:
+        try:
+            store.client.flush(_collection(gallery))
+            return store.gallery(gallery).faces
+        except MilvusException:  # "node not match" for a while after the server started
+            if time.monotonic() > settled:
+                raise
+            time.sleep(3)
 
 
 def percentiles(times: list[float]) -> dict[str, float]:
@@ -338,10 +355,15 @@ def merge(args: argparse.Namespace) -> None:
         store = open_store(server.uri)
         store.client.load_collection(_collection(gallery))
         before = segments(store, gallery)
-        rows = store.gallery(gallery).faces  # live rows: the merge drops the deleted ones
+        rows = sealed_faces(store, gallery)
         started = time.perf_counter()
         compact(store, gallery)
-        while not indexed(index_state(store, gallery), rows) or segments(store, gallery) == before:
+        while not indexed(index_state(store, gallery), rows):
+            time.sleep(5)
+        # The merged segments serve once loaded, seconds after their index; a gallery with
+        # nothing to merge keeps its segments.
+        handed_over = time.monotonic() + 120
+        while segments(store, gallery) == before and time.monotonic() < handed_over:
             time.sleep(5)
         record(
             args.data,
@@ -366,9 +388,7 @@ def reindex(args: argparse.Namespace) -> None:
     with milvus(args.data) as server:
         store = open_store(server.uri, index)
         name = _collection(gallery)
-        # The live faces, counted before the release (a released collection takes no query):
-        # the index's total can drop below its old one, Milvus compacting deleted rows away.
-        rows = store.gallery(gallery).faces
+        rows = sealed_faces(store, gallery)  # before the release: a released one takes no query
         store.client.release_collection(name)
         store.client.drop_index(name, "vector")
         params = store.client.prepare_index_params()
