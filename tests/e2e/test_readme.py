@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 
-from tests.paths import ROOT
+from tests.paths import DEFAULT_PACK, ROOT
 from tests.server import API_KEY
 
 README = (ROOT / "README.md").read_text()
@@ -88,6 +88,9 @@ def test_curl_examples_run_and_answer(server):
     assert {"deleted": 1} in answers
     assert {"score"} in keys
     assert {"status": "ok"} in answers
+    # The served pack's page, named by /v1/info/model (whichever pack this checkout serves).
+    [page] = [a for a in answers if "match_threshold" in a]
+    assert page["model_name"] == DEFAULT_PACK, page
     scores = [a["score"] for a in answers if "score" in a]
     assert all(s > 0.375 for s in scores)  # both example photos are the same person
 
