@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -56,9 +57,29 @@ def api_client(url: str, timeout: float = 120) -> httpx.Client:
     )
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+    """A port nothing holds now, for a server that binds it seconds later: below the kernel's
+    ephemeral range, where port 0's would be, since an outgoing connection can take such a port
+    meanwhile (a container on the host's network failed to bind so); and never one this process
+    handed out before."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = list(range(10_000, low))
+    random.shuffle(candidates)
+    for port in candidates:
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("", port))  # every address: what a server on 0.0.0.0 needs
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as sock:  # a kernel whose ephemeral range starts low: its choice
+        sock.bind(("", 0))
         return sock.getsockname()[1]
 
 
